@@ -1,0 +1,57 @@
+"""ASE calculator for mlcalc potential files."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from mlcalc.potential import DeviceLike, DtypeLike, PathLike, Potential, load
+
+
+class MLCalculator(Calculator):
+    """ASE calculator for an mlcalc potential (eV, Å).
+
+    Energy, per-atom energies, forces and, for cells of non-zero volume, stress (Voigt, eV/Å³,
+    stress = (1/V) ∂E/∂ε) come from one forward and one backward pass and are cached until the
+    atoms change, since ASE asks for one property at a time.
+
+    Args:
+        potential: a :class:`mlcalc.Potential` or the path of a potential file.
+        device: "cpu", "cuda", … (default: the potential's device, or CUDA when available).
+        dtype: "float32", "float64" or a ``torch.dtype`` (default: the potential's dtype).
+        **kwargs: passed to ``ase.calculators.calculator.Calculator``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    nolabel = True
+
+    def __init__(
+        self,
+        potential: Union[Potential, PathLike],
+        device: DeviceLike = None,
+        dtype: DtypeLike = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(potential, Potential):
+            if device is not None or dtype is not None:
+                potential = potential.to(device=device, dtype=dtype)
+        else:
+            potential = load(potential, device=device, dtype=dtype)
+        self.potential = potential
+
+    def calculate(
+        self,
+        atoms: Optional[Atoms] = None,
+        properties: Sequence[str] = ("energy",),
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.results = self.potential.evaluate(self.atoms)[0]
+
+    def calculate_batch(self, images: Sequence[Atoms]) -> list[dict]:
+        """Evaluate many structures in one model call; one results dict per structure, with the
+        keys and units of :attr:`results`. The calculator's own cache is left untouched."""
+        return self.potential.evaluate(images)

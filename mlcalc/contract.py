@@ -1,0 +1,140 @@
+"""The mlcalc potential contract: what a saved potential file holds, receives and returns.
+
+A file is a TorchScript archive of :class:`mlcalc.module.PotentialModule` (the periodic graph
+builder plus the user's model) with a JSON metadata record stored as the TorchScript extra
+file :data:`METADATA_FILE`. The README states the contract for users; this module is the
+single place the code reads it from.
+
+Versioning: ``MAJOR.MINOR``. A minor release adds optional inputs or outputs and stays
+readable by older model code; a major release breaks it. A reader accepts files whose major
+version it knows and whose minor version is not newer than its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ase.data import chemical_symbols
+
+from mlcalc.errors import ContractError
+from mlcalc.units import canonical_energy_unit, canonical_length_unit
+
+CONTRACT_VERSION = "1.0"
+METADATA_FILE = "mlcalc_metadata.json"
+DTYPES = ("float32", "float64")
+
+#: Keys of the dictionary a model's ``forward`` receives (contract 1.0).
+MODEL_INPUTS = (
+    "atomic_numbers",  # int64 [N]
+    "species",  # int64 [N]: index of each atom's element in the metadata species list
+    "positions",  # float [N, 3], model length unit
+    "cell",  # float [B, 3, 3], rows are lattice vectors, model length unit
+    "pbc",  # bool [B, 3]
+    "batch",  # int64 [N]: index of the structure each atom belongs to
+    "edge_index",  # int64 [2, E]: row 0 the centre atom i, row 1 the neighbour j
+    "edge_vectors",  # float [E, 3]: r_j - r_i + S @ cell, model length unit
+    "edge_shifts",  # int64 [E, 3]: integer lattice shift S of each edge
+)
+#: Output every model must return: per-atom energies, float [N], model energy unit.
+MODEL_REQUIRED_OUTPUT = "energies"
+#: Outputs the file itself adds; a model must not return them.
+RESERVED_OUTPUTS = ("energy", "forces", "virial")
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What a potential file says about itself. Lengths in ``length_unit``."""
+
+    name: str
+    cutoff: float
+    species: tuple[int, ...]
+    length_unit: str
+    energy_unit: str
+    dtype: str = "float64"
+    description: str = ""
+    references: tuple[str, ...] = ()
+    contract_version: str = CONTRACT_VERSION
+    mlcalc_version: str = ""
+    torch_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check = _checker(self.name or "<unnamed>")
+        check(isinstance(self.name, str) and self.name.strip() != "", "name must be a non-empty string")
+        check(
+            isinstance(self.cutoff, (int, float)) and self.cutoff > 0 and self.cutoff == self.cutoff,
+            f"cutoff must be a positive number, got {self.cutoff!r}",
+        )
+        species = tuple(int(z) for z in self.species)
+        check(len(species) > 0, "species (the supported atomic numbers) must not be empty")
+        bad = [z for z in species if not 1 <= z < len(chemical_symbols)]
+        check(not bad, f"species holds invalid atomic numbers {bad}")
+        check(len(set(species)) == len(species), f"species holds repeated atomic numbers {species}")
+        check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        object.__setattr__(self, "cutoff", float(self.cutoff))
+        object.__setattr__(self, "species", tuple(sorted(species)))
+        object.__setattr__(self, "references", tuple(str(r) for r in self.references))
+        object.__setattr__(self, "length_unit", canonical_length_unit(self.length_unit))
+        object.__setattr__(self, "energy_unit", canonical_energy_unit(self.energy_unit))
+
+    @property
+    def symbols(self) -> list[str]:
+        """Chemical symbols of the supported elements."""
+        return [chemical_symbols[z] for z in self.species]
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record["species"] = list(self.species)
+        record["references"] = list(self.references)
+        return json.dumps(record, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "file") -> "Metadata":
+        """Parse and validate a metadata record; raise :class:`ContractError` naming the problem."""
+        try:
+            record = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ContractError(
+                f"{source}: metadata is not valid JSON ({exc}); re-export it with mlcalc.export"
+            ) from exc
+        if not isinstance(record, dict):
+            raise ContractError(f"{source}: metadata must be a JSON object; re-export it with mlcalc.export")
+        check_contract_version(str(record.get("contract_version", "")), source)
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ContractError(f"{source}: metadata has unknown fields {unknown}; was it written by a newer mlcalc?")
+        missing = sorted(k for k in ("name", "cutoff", "species", "length_unit", "energy_unit") if k not in record)
+        if missing:
+            raise ContractError(f"{source}: metadata lacks {missing}; re-export it with mlcalc.export")
+        return cls(**record)
+
+
+def check_contract_version(version: str, source: str = "file") -> None:
+    """Raise :class:`ContractError` unless this mlcalc can read contract ``version``."""
+    ours = tuple(int(p) for p in CONTRACT_VERSION.split("."))
+    try:
+        theirs = tuple(int(p) for p in version.split("."))
+        if len(theirs) != 2:
+            raise ValueError
+    except ValueError:
+        raise ContractError(
+            f"{source}: contract version {version!r} is not of the form MAJOR.MINOR; "
+            "re-export the model with mlcalc.export"
+        ) from None
+    if theirs[0] != ours[0] or theirs[1] > ours[1]:
+        raise ContractError(
+            f"{source}: contract version {version} is not supported by this mlcalc "
+            f"(it reads {ours[0]}.0 to {CONTRACT_VERSION}); "
+            + ("upgrade mlcalc" if theirs > ours else "re-export the model with this mlcalc")
+        )
+
+
+def _checker(name: str):
+    def check(condition: bool, message: str) -> None:
+        if not condition:
+            raise ContractError(f"metadata of {name!r}: {message}")
+
+    return check

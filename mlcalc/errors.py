@@ -1,0 +1,33 @@
+"""Exceptions raised by mlcalc. Each message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class MLCalcError(Exception):
+    """Base class of every mlcalc error."""
+
+
+class ContractError(MLCalcError, ValueError):
+    """A model or a saved file does not follow the mlcalc potential contract."""
+
+
+class UnitError(MLCalcError, ValueError):
+    """A length or energy unit is unknown or missing."""
+
+
+class UnsupportedElementError(MLCalcError, ValueError):
+    """A structure contains an element the potential was not trained for."""
+
+
+class InvalidStructureError(MLCalcError, ValueError):
+    """A structure cannot be evaluated: NaN coordinates, a degenerate cell, bad shapes."""
+
+
+def script_error_message(exc: BaseException) -> str:
+    """The message a TorchScript ``raise`` carried, without the interpreter's traceback."""
+    text = str(exc)
+    marker = "builtins."
+    if marker in text:
+        tail = text[text.rindex(marker) + len(marker) :]
+        return tail.split(": ", 1)[1].strip() if ": " in tail else tail.strip()
+    return text

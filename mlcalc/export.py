@@ -1,0 +1,180 @@
+"""``mlcalc.export``: script a user's model together with the graph builder into one file."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+import torch
+
+from mlcalc._version import __version__
+from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata
+from mlcalc.errors import ContractError, script_error_message
+from mlcalc.module import PotentialModule, copy_script_module
+
+_REQUIRED = ("cutoff", "species", "length_unit", "energy_unit")
+_DICT_TYPE = "Dict[str, Tensor]"
+
+
+def export(
+    model: torch.nn.Module,
+    path: Union[str, os.PathLike],
+    *,
+    cutoff: Optional[float] = None,
+    species: Optional[Iterable[int]] = None,
+    length_unit: Optional[str] = None,
+    energy_unit: Optional[str] = None,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    references: Optional[Iterable[str]] = None,
+    dtype: Union[str, torch.dtype, None] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Metadata:
+    """Write ``model`` as a self-contained mlcalc potential file and return its metadata.
+
+    ``model`` is a ``torch.nn.Module`` (or scripted module) whose ``forward`` takes the contract's
+    input dictionary and returns a dictionary with per-atom ``"energies"`` (see the README). Its
+    attribute ``mlcalc_metadata`` (a dict), when present, supplies defaults for every keyword.
+
+    Args:
+        path: file to write; replaced atomically.
+        cutoff: graph cutoff in ``length_unit``.
+        species: supported atomic numbers.
+        length_unit: unit of positions the model expects ("angstrom", "nm", "bohr").
+        energy_unit: unit of the energies it returns ("eV", "meV", "kJ/mol", "kcal/mol", "hartree").
+        name, description, references: human-readable provenance.
+        dtype: "float32" or "float64" (default: the model's parameters', else float64).
+        extra: free-form JSON-serialisable information stored with the metadata.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ContractError(f"export needs a torch.nn.Module, got {type(model).__name__}")
+    declared = dict(getattr(model, "mlcalc_metadata", None) or {})
+    given = {
+        "cutoff": cutoff,
+        "species": species,
+        "length_unit": length_unit,
+        "energy_unit": energy_unit,
+        "name": name,
+        "description": description,
+        "references": references,
+        "dtype": _dtype_name(dtype) if dtype is not None else None,
+        "extra": dict(extra) if extra is not None else None,
+    }
+    fields = {**declared, **{k: v for k, v in given.items() if v is not None}}
+    missing = [k for k in _REQUIRED if fields.get(k) is None]
+    if missing:
+        raise ContractError(
+            f"export needs {', '.join(f'{k}=...' for k in missing)}: the model does not declare "
+            "them in its mlcalc_metadata attribute"
+        )
+    unknown = sorted(set(fields) - set(Metadata.__dataclass_fields__))
+    if unknown:
+        raise ContractError(f"the model's mlcalc_metadata has unknown keys {unknown}")
+    fields.setdefault("name", type(model).__name__)
+    fields.setdefault("dtype", _parameter_dtype(model))
+    metadata = replace(Metadata(**fields), mlcalc_version=__version__, torch_version=torch.__version__)
+
+    module = build_module(model, metadata)
+    check_module(module, metadata)
+    save_module(module, metadata, path)
+    return metadata
+
+
+def build_module(model: torch.nn.Module, metadata: Metadata) -> torch.jit.ScriptModule:
+    """Script ``model`` in ``metadata.dtype`` inside a :class:`PotentialModule`."""
+    dtype = getattr(torch, metadata.dtype)
+    copied = copy_script_module(model) if isinstance(model, torch.jit.ScriptModule) else copy.deepcopy(model)
+    model = copied.to(dtype).eval()
+    try:
+        scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+    except Exception as exc:  # TorchScript raises many exception types; all mean the same here
+        raise ContractError(
+            f"the model could not be compiled with TorchScript; fix the code TorchScript points at:\n{exc}"
+        ) from exc
+    _check_signature(scripted)
+    wrapper = PotentialModule(scripted, metadata.cutoff, metadata.species).to(dtype)
+    return torch.jit.script(wrapper)
+
+
+def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
+    """Run the module on small test structures (one open, one periodic) and check its outputs."""
+    dtype = getattr(torch, metadata.dtype)
+    for numbers, positions, cell, pbc in _test_structures(metadata):
+        try:
+            out = module.compute(
+                torch.tensor(numbers),
+                torch.tensor(positions, dtype=dtype),
+                torch.tensor(cell, dtype=dtype),
+                torch.tensor(pbc),
+                None,
+                True,
+                True,
+            )
+        except Exception as exc:
+            raise ContractError(
+                f"the model failed on a test structure of {len(numbers)} atoms: {script_error_message(exc)}"
+            ) from exc
+        for key in ("energy", "energies", "forces", "virial"):
+            if out[key].dtype != dtype:
+                raise ContractError(f"the model returned {key} in {out[key].dtype}; the file declares {metadata.dtype}")
+            if not bool(torch.isfinite(out[key]).all()):
+                raise ContractError(
+                    f"the model returned non-finite {key} on a test structure of {len(numbers)} atoms "
+                    f"spaced {0.6 * metadata.cutoff:g} {metadata.length_unit} apart"
+                )
+
+
+def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: Union[str, os.PathLike]) -> None:
+    """Save with the metadata as a TorchScript extra file; a crash never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.jit.save(module, temporary, _extra_files={METADATA_FILE: metadata.to_json()})
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _check_signature(scripted: torch.jit.ScriptModule) -> None:
+    schema = scripted.forward.schema
+    arguments = [a for a in schema.arguments if a.name != "self"]
+    returns = [str(r.type) for r in schema.returns]
+    if len(arguments) != 1 or str(arguments[0].type) != _DICT_TYPE or returns != [_DICT_TYPE]:
+        raise ContractError(
+            f"the model's forward is `{schema}`; the contract needs "
+            "`forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]` "
+            f"(inputs: {', '.join(MODEL_INPUTS)}; output: per-atom 'energies')"
+        )
+
+
+def _test_structures(metadata: Metadata) -> list[tuple]:
+    """A short chain of up to four atoms of the supported elements, open and in a periodic box."""
+    numbers = [metadata.species[k % len(metadata.species)] for k in range(min(4, max(2, len(metadata.species))))]
+    spacing = 0.6 * metadata.cutoff
+    positions = [[spacing * k, 0.1 * spacing * (k % 2), 0.0] for k in range(len(numbers))]
+    box = spacing * (len(numbers) + 1)
+    return [
+        (numbers, positions, [[0.0] * 3] * 3, [False, False, False]),
+        (numbers, positions, [[box, 0.0, 0.0], [0.0, box, 0.0], [0.0, 0.0, box]], [True, True, True]),
+    ]
+
+
+def _dtype_name(dtype: Union[str, torch.dtype]) -> str:
+    name = str(dtype).replace("torch.", "")
+    if name not in ("float32", "float64"):
+        raise ContractError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
+
+
+def _parameter_dtype(model: torch.nn.Module) -> str:
+    dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()}
+    if len(dtypes) > 1:
+        raise ContractError(f"the model mixes floating dtypes {sorted(map(str, dtypes))}: pass dtype= to export")
+    return _dtype_name(dtypes.pop()) if dtypes else "float64"

@@ -1,0 +1,203 @@
+"""The TorchScript module inside every mlcalc file: input checks, the graph builder and the model.
+
+Its methods are the contract's outer interface, usable from any code that can load TorchScript
+(Python, C++, OpenMM's TorchForce). All quantities are in the model's declared units.
+
+* ``forward(atomic_numbers, positions, cell, pbc, batch=None)`` → ``{"energy": [B], "energies": [N], ...}``
+* ``compute(..., forces=True, virial=False)`` adds ``"forces"`` [N, 3] = -dE/dr and
+  ``"virial"`` [B, 3, 3] = -dE/dε (ε the strain applied to positions and cell; stress = -virial / V).
+* ``neighbor_list(positions, cell, pbc, batch=None)`` → ``(edge_index [2, E], shifts [E, 3])``.
+
+``cell`` may be [3, 3] or [B, 3, 3], ``pbc`` [3] or [B, 3]; ``batch`` (structure index per atom,
+non-decreasing) may be omitted for one structure.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from mlcalc.graph import MAX_IMAGES, PAIR_CHUNK, build_graph
+
+NUM_ELEMENTS = 119
+
+
+class PotentialModule(torch.nn.Module):
+    """Graph builder plus model behind one interface; scripted and saved by :func:`mlcalc.export`."""
+
+    def __init__(self, model: torch.nn.Module, cutoff: float, species: Sequence[int]):
+        super().__init__()
+        self.model = model
+        self.cutoff = float(cutoff)
+        self.pair_chunk = PAIR_CHUNK
+        self.max_images = MAX_IMAGES
+        lookup = torch.full((NUM_ELEMENTS,), -1, dtype=torch.long)
+        lookup[torch.tensor(list(species), dtype=torch.long)] = torch.arange(len(species))
+        self.register_buffer("species_lookup", lookup)
+
+    def forward(
+        self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor] = None
+    ) -> Dict[str, Tensor]:
+        cell, pbc, batch = self._prepare(atomic_numbers, positions, cell, pbc, batch)
+        return self._evaluate(atomic_numbers, positions, cell, pbc, batch)
+
+    @torch.jit.export
+    def compute(
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Optional[Tensor] = None,
+        forces: bool = True,
+        virial: bool = False,
+    ) -> Dict[str, Tensor]:
+        """Energies plus forces and/or virial from one forward and one backward pass."""
+        cell, pbc, batch = self._prepare(atomic_numbers, positions, cell, pbc, batch)
+        if (forces or virial) and not torch.is_grad_enabled():
+            raise RuntimeError("compute() needs gradients: call it outside torch.no_grad()/inference_mode()")
+        positions = positions.detach().requires_grad_(forces)
+        cell = cell.detach()
+        wrt: List[Tensor] = []
+        if forces:
+            wrt.append(positions)
+        used_positions = positions
+        used_cell = cell
+        if virial:
+            strain = torch.zeros_like(cell).requires_grad_(True)
+            wrt.append(strain)
+            used_positions = positions + torch.bmm(positions.unsqueeze(1), strain[batch]).squeeze(1)
+            used_cell = cell + torch.bmm(cell, strain)
+        out = self._evaluate(atomic_numbers, used_positions, used_cell, pbc, batch)
+        if len(wrt) > 0:
+            grads = torch.autograd.grad([out["energy"].sum()], wrt, allow_unused=True)
+            if forces:
+                g = grads[0]
+                out["forces"] = -g if g is not None else torch.zeros_like(positions)
+            if virial:
+                g = grads[len(grads) - 1]
+                out["virial"] = -g if g is not None else torch.zeros_like(cell)
+        result: Dict[str, Tensor] = {}
+        for key, value in out.items():
+            result[key] = value.detach()
+        return result
+
+    @torch.jit.export
+    def neighbor_list(
+        self, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor] = None
+    ) -> Tuple[Tensor, Tensor]:
+        """Edges ``(i, j)`` [2, E] and integer shifts [E, 3] within the cutoff (see :mod:`mlcalc.graph`)."""
+        atomic_numbers = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+        cell, pbc, batch = self._shapes(atomic_numbers, positions, cell, pbc, batch)
+        return build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
+
+    def _evaluate(
+        self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
+    ) -> Dict[str, Tensor]:
+        species = self.species_lookup[atomic_numbers]
+        edge_index, shifts = build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
+        first = edge_index[0]
+        second = edge_index[1]
+        shift_vectors = torch.bmm(shifts.to(positions.dtype).unsqueeze(1), cell[batch[first]]).squeeze(1)
+        edge_vectors = positions[second] - positions[first] + shift_vectors
+        inputs: Dict[str, Tensor] = {
+            "atomic_numbers": atomic_numbers,
+            "species": species,
+            "positions": positions,
+            "cell": cell,
+            "pbc": pbc,
+            "batch": batch,
+            "edge_index": edge_index,
+            "edge_vectors": edge_vectors,
+            "edge_shifts": shifts,
+        }
+        out = self.model(inputs)
+        if "energies" not in out:
+            raise ValueError(
+                "the model returned no 'energies' (per-atom energies, shape [N]); it breaks the mlcalc contract"
+            )
+        energies = out["energies"]
+        n = positions.shape[0]
+        if energies.dim() != 1 or energies.shape[0] != n:
+            raise ValueError(
+                "the model returned 'energies' of shape {}; the contract needs per-atom energies of shape [{}]".format(
+                    energies.shape, n
+                )
+            )
+        for key in ["energy", "forces", "virial"]:
+            if key in out:
+                raise ValueError("the model returned '{}', a key mlcalc reserves; rename that output".format(key))
+        energy = torch.zeros(cell.shape[0], dtype=energies.dtype, device=energies.device).index_add(0, batch, energies)
+        result: Dict[str, Tensor] = {}
+        for key, value in out.items():
+            result[key] = value
+        result["energy"] = energy
+        return result
+
+    def _prepare(
+        self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        cell, pbc, batch = self._shapes(atomic_numbers, positions, cell, pbc, batch)
+        if bool((atomic_numbers < 0).any()) or bool((atomic_numbers >= self.species_lookup.shape[0]).any()):
+            raise ValueError("atomic numbers must lie in 0..118")
+        unsupported = atomic_numbers[self.species_lookup[atomic_numbers] < 0]
+        if unsupported.numel() > 0:
+            supported: List[int] = (self.species_lookup >= 0).nonzero().flatten().tolist()
+            found: List[int] = torch.unique(unsupported).tolist()
+            raise ValueError(
+                "atomic numbers {} are not supported by this potential; it supports {}".format(found, supported)
+            )
+        if not bool(torch.isfinite(positions).all()):
+            bad: List[int] = (~torch.isfinite(positions).all(dim=1)).nonzero().flatten().tolist()
+            raise ValueError("positions of atoms {} are NaN or infinite".format(bad))
+        if not bool(torch.isfinite(cell).all()):
+            raise ValueError("the cell holds NaN or infinite values")
+        return cell, pbc, batch
+
+    def _shapes(
+        self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor]
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        n = positions.shape[0]
+        if positions.dim() != 2 or positions.shape[1] != 3:
+            raise ValueError("positions must have shape [N, 3], got {}".format(positions.shape))
+        if not positions.is_floating_point():
+            raise ValueError("positions must be a floating-point tensor")
+        if atomic_numbers.dim() != 1 or atomic_numbers.shape[0] != n:
+            raise ValueError("atomic_numbers must have shape [{}], got {}".format(n, atomic_numbers.shape))
+        if cell.dim() == 2:
+            cell = cell.unsqueeze(0)
+        if pbc.dim() == 1:
+            pbc = pbc.unsqueeze(0)
+        if cell.dim() != 3 or cell.shape[1] != 3 or cell.shape[2] != 3:
+            raise ValueError("cell must have shape [3, 3] or [B, 3, 3], got {}".format(cell.shape))
+        if pbc.dim() != 2 or pbc.shape[1] != 3 or pbc.shape[0] != cell.shape[0]:
+            raise ValueError("pbc must have shape [3] or [B, 3] matching the cell, got {}".format(pbc.shape))
+        cell = cell.to(positions.dtype)
+        pbc = pbc.to(torch.bool)
+        if batch is None:
+            if cell.shape[0] != 1:
+                raise ValueError(
+                    "a batch of {} cells needs the batch tensor (structure index of each atom)".format(cell.shape[0])
+                )
+            batch = torch.zeros(n, dtype=torch.long, device=positions.device)
+        else:
+            if batch.dim() != 1 or batch.shape[0] != n:
+                raise ValueError("batch must have shape [{}], got {}".format(n, batch.shape))
+            if n > 0:
+                if bool((batch[1:] < batch[:-1]).any()):
+                    raise ValueError("batch must be non-decreasing: the atoms of each structure must be contiguous")
+                if int(batch[0]) < 0 or int(batch[-1]) >= cell.shape[0]:
+                    raise ValueError("batch indices must lie in 0..{}".format(cell.shape[0] - 1))
+        return cell, pbc, batch
+
+
+def copy_script_module(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """An independent copy of a scripted module, on the CPU. (``Module.to`` converts in place, and
+    ``copy.deepcopy`` of a ScriptModule turns its parameters into non-leaf tensors.)"""
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    buffer.seek(0)
+    return torch.jit.load(buffer, map_location="cpu")

@@ -1,0 +1,30 @@
+"""The graph builder of the exported files, callable on ``ase.Atoms`` (for inspection and tests)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from mlcalc.graph import build_graph
+
+
+@lru_cache(maxsize=1)
+def _scripted_build_graph() -> Callable:
+    return torch.jit.script(build_graph)
+
+
+def neighbor_list(
+    atoms: Atoms, cutoff: float, *, dtype: torch.dtype = torch.float64, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, S)`` of every pair closer than ``cutoff`` (Å), as ``ase.neighborlist.neighbor_list("ijS")``
+    returns them, computed by the TorchScript builder that every exported file carries."""
+    positions = torch.as_tensor(atoms.positions, dtype=dtype, device=device)
+    cell = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device).unsqueeze(0)
+    pbc = torch.as_tensor(atoms.pbc, device=device).unsqueeze(0)
+    batch = torch.zeros(len(atoms), dtype=torch.long, device=device)
+    edge_index, shifts = _scripted_build_graph()(positions, cell, pbc, batch, float(cutoff))
+    return edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy(), shifts.cpu().numpy()

@@ -1,0 +1,286 @@
+"""``mlcalc.load`` and :class:`Potential`: a validated potential file, evaluated in eV and Å."""
+
+from __future__ import annotations
+
+import os
+import re
+import zipfile
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from mlcalc.contract import METADATA_FILE, Metadata
+from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedElementError
+from mlcalc.graph import complete_cell
+from mlcalc.module import copy_script_module
+from mlcalc.units import angstrom_per, ev_per
+
+PathLike = Union[str, os.PathLike]
+DeviceLike = Union[str, torch.device, None]
+DtypeLike = Union[str, torch.dtype, None]
+
+#: Schemas of the methods a potential file must expose (see :mod:`mlcalc.module`).
+REQUIRED_SCHEMAS = {
+    "forward": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) "
+    "-> Dict(str, Tensor)",
+    "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
+    "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
+    "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
+}
+
+
+def read_metadata(path: PathLike) -> Metadata:
+    """Metadata of a potential file, read without loading the model."""
+    path = _existing(path)
+    if not zipfile.is_zipfile(path):
+        raise ContractError(f"{path} is not a TorchScript file (not a zip archive); export models with mlcalc.export")
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
+        if not names:
+            raise ContractError(
+                f"{path} has no mlcalc metadata ({METADATA_FILE}): it was not written by mlcalc.export; "
+                "export the model with mlcalc.export(model, path, cutoff=..., species=..., ...)"
+            )
+        text = archive.read(names[0])
+    return Metadata.from_json(text, source=str(path))
+
+
+def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> "Potential":
+    """Load and validate a potential file.
+
+    Args:
+        path: a file written by :func:`mlcalc.export`.
+        device: "cpu", "cuda", "cuda:1", a ``torch.device``; default CUDA when available.
+        dtype: "float32", "float64" or a ``torch.dtype``; default the dtype the file declares.
+
+    Raises:
+        ContractError: not TorchScript, no metadata, an unknown contract version or unit, or
+            methods that do not match the contract.
+    """
+    metadata = read_metadata(path)
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
+        raise ContractError(f"{path} could not be loaded by TorchScript: {exc}") from exc
+    _check_interface(module, metadata, str(path))
+    return Potential(module, metadata, device=device, dtype=dtype)
+
+
+class Potential:
+    """A loaded potential file. Evaluates structures in eV and Å whatever the model's units.
+
+    Use :func:`load` to make one. ``module`` is the TorchScript module in the model's own units.
+    """
+
+    def __init__(
+        self, module: torch.jit.ScriptModule, metadata: Metadata, device: DeviceLike = None, dtype: DtypeLike = None
+    ):
+        self.metadata = metadata
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, metadata.dtype)
+        self.module = module.to(device=self.device, dtype=self.dtype)  # in place: the Potential owns it
+        self.length_unit_in_angstrom = angstrom_per(metadata.length_unit)
+        self.energy_unit_in_ev = ev_per(metadata.energy_unit)
+        self._supported = np.zeros(len(chemical_symbols), dtype=bool)
+        self._supported[list(metadata.species)] = True
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def cutoff(self) -> float:
+        """Graph cutoff in Å."""
+        return self.metadata.cutoff * self.length_unit_in_angstrom
+
+    @property
+    def species(self) -> tuple[int, ...]:
+        """Supported atomic numbers."""
+        return self.metadata.species
+
+    def to(self, device: DeviceLike = None, dtype: DtypeLike = None) -> "Potential":
+        """A copy on another device and/or dtype (``None`` keeps the current one); ``self`` is unchanged."""
+        return Potential(
+            copy_script_module(self.module),
+            self.metadata,
+            device=self.device if device is None else device,
+            dtype=self.dtype if dtype is None else dtype,
+        )
+
+    def __repr__(self) -> str:
+        symbols = self.metadata.symbols
+        species = ", ".join(symbols) if len(symbols) <= 12 else f"{len(symbols)} elements, {symbols[0]}..{symbols[-1]}"
+        return (
+            f"Potential({self.name!r}, cutoff={self.cutoff:g} Å, species=[{species}], "
+            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')})"
+        )
+
+    def check_structure(self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
+        """Raise a clear error for a structure this potential cannot evaluate (Å)."""
+        numbers = np.asarray(numbers)
+        valid = (numbers >= 0) & (numbers < len(chemical_symbols))
+        if not valid.all():
+            raise UnsupportedElementError(f"atomic numbers {sorted(set(numbers[~valid].tolist()))} do not exist")
+        unsupported = ~self._supported[numbers]
+        if unsupported.any():
+            found = ", ".join(
+                f"{chemical_symbols[z]} (Z={z}) at atoms {np.flatnonzero(numbers == z)[:10].tolist()}"
+                for z in sorted(set(numbers[unsupported].tolist()))
+            )
+            raise UnsupportedElementError(
+                f"potential {self.name!r} does not support {found}; it supports "
+                f"{', '.join(self.metadata.symbols)}. Use a potential trained for these elements."
+            )
+        finite = np.isfinite(positions).all(axis=1)
+        if not finite.all():
+            raise InvalidStructureError(
+                f"positions of atoms {np.flatnonzero(~finite)[:10].tolist()} are NaN or infinite; "
+                "check the structure (an optimiser or MD run that diverged?)"
+            )
+        if not np.isfinite(cell).all():
+            raise InvalidStructureError("the cell holds NaN or infinite values")
+        try:
+            complete_cell(torch.as_tensor(np.asarray(cell, dtype=np.float64)), [bool(p) for p in pbc])
+        except ValueError as exc:
+            raise InvalidStructureError(str(exc)) from None
+
+    def evaluate(
+        self, images: Union[Atoms, Sequence[Atoms]], *, forces: bool = True, stress: bool = True
+    ) -> list[dict]:
+        """Evaluate one or many ``ase.Atoms`` in one model call.
+
+        Returns one dict per structure with ``energy`` (eV), ``free_energy``, ``energies`` [N] (eV),
+        ``forces`` [N, 3] (eV/Å) and, for cells of non-zero volume, ``stress`` (Voigt, eV/Å³,
+        ASE's sign convention).
+        """
+        images = [images] if isinstance(images, Atoms) else list(images)
+        if not images:
+            return []
+        counts = [len(a) for a in images]
+        results = self.evaluate_arrays(
+            np.concatenate([a.numbers for a in images]),
+            np.concatenate([a.positions for a in images]),
+            np.stack([a.cell.array for a in images]),
+            np.stack([a.pbc for a in images]),
+            np.repeat(np.arange(len(images)), counts),
+            forces=forces,
+            stress=stress,
+        )
+        per_image = []
+        start = 0
+        for b, count in enumerate(counts):
+            stop = start + count
+            item = {"energy": float(results["energy"][b]), "free_energy": float(results["energy"][b])}
+            item["energies"] = results["energies"][start:stop]
+            if forces:
+                item["forces"] = results["forces"][start:stop]
+            if "stress" in results and not np.isnan(results["stress"][b]).any():
+                item["stress"] = results["stress"][b]
+            per_image.append(item)
+            start = stop
+        return per_image
+
+    def evaluate_arrays(
+        self,
+        numbers: np.ndarray,
+        positions: np.ndarray,
+        cell: np.ndarray,
+        pbc: np.ndarray,
+        batch: Optional[np.ndarray] = None,
+        *,
+        forces: bool = True,
+        stress: bool = True,
+    ) -> dict[str, np.ndarray]:
+        """Evaluate structures given as arrays (Å); ``cell`` [B, 3, 3], ``pbc`` [B, 3], ``batch`` [N].
+
+        Returns ``energy`` [B] and ``energies`` [N] in eV, ``forces`` [N, 3] in eV/Å and ``stress``
+        [B, 6] in eV/Å³ (NaN rows for cells of zero volume).
+        """
+        numbers = np.asarray(numbers, dtype=np.int64)
+        positions = np.asarray(positions, dtype=np.float64)
+        cell = np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3)
+        pbc = np.asarray(pbc, dtype=bool).reshape(-1, 3)
+        batch = np.zeros(len(numbers), dtype=np.int64) if batch is None else np.asarray(batch, dtype=np.int64)
+        if positions.shape != (len(numbers), 3):
+            raise InvalidStructureError(f"positions must have shape ({len(numbers)}, 3), got {positions.shape}")
+        for b in range(len(cell)):
+            atoms = batch == b
+            self.check_structure(numbers[atoms], positions[atoms], cell[b], pbc[b])
+        volumes = np.abs(np.linalg.det(cell))
+        want_virial = stress and bool((volumes > 0).any())
+        scale = self.length_unit_in_angstrom
+        as_tensor = lambda x, dtype=self.dtype: torch.as_tensor(x, dtype=dtype, device=self.device)  # noqa: E731
+        with torch.enable_grad():
+            out = self.module.compute(
+                as_tensor(numbers, torch.long),
+                as_tensor(positions / scale),
+                as_tensor(cell / scale),
+                as_tensor(pbc, torch.bool),
+                as_tensor(batch, torch.long),
+                forces,
+                want_virial,
+            )
+        energy_scale = self.energy_unit_in_ev
+        to_numpy = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+        results = {
+            "energy": to_numpy(out["energy"]) * energy_scale,
+            "energies": to_numpy(out["energies"]) * energy_scale,
+        }
+        if forces:
+            results["forces"] = to_numpy(out["forces"]) * (energy_scale / scale)
+        if want_virial:
+            virial = to_numpy(out["virial"]) * energy_scale
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stress_3x3 = -virial / np.where(volumes > 0, volumes, np.nan)[:, None, None]
+            results["stress"] = np.stack([full_3x3_to_voigt_6_stress(s) for s in stress_3x3])
+        return results
+
+
+def resolve_device(device: DeviceLike) -> torch.device:
+    """``None`` → CUDA when available, else CPU; strings and devices as given."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device} was asked for but torch sees no CUDA GPU; use device='cpu'")
+    return device
+
+
+def resolve_dtype(dtype: DtypeLike, default: str) -> torch.dtype:
+    """``"float32"``/``"float64"``/``torch.float32``/``torch.float64``; ``None`` → ``default``."""
+    name = default if dtype is None else str(dtype).replace("torch.", "")
+    if name not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return getattr(torch, name)
+
+
+def _existing(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"potential file {path} does not exist")
+    return path
+
+
+def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source: str) -> None:
+    for method, expected in REQUIRED_SCHEMAS.items():
+        if not hasattr(module, method):
+            raise ContractError(f"{source}: the module has no {method}() method; re-export it with mlcalc.export")
+        schema = str(getattr(module, method).schema)
+        found = re.sub(r"^\w+\(\S+ self(, )?", "(", schema)
+        if found != expected:
+            raise ContractError(
+                f"{source}: {method}() is `{schema}`, the contract needs `{method}{expected}`; "
+                "re-export the model with mlcalc.export"
+            )
+    if abs(float(module.cutoff) - metadata.cutoff) > 1e-12 * metadata.cutoff:
+        raise ContractError(
+            f"{source}: the module's cutoff {module.cutoff} disagrees with its metadata {metadata.cutoff}"
+        )
+    lookup = module.species_lookup
+    if sorted((lookup >= 0).nonzero().flatten().tolist()) != list(metadata.species):
+        raise ContractError(f"{source}: the module's species disagree with its metadata {list(metadata.species)}")

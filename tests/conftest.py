@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ase import units
+from threadpoolctl import threadpool_limits
+
+import mlcalc
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+SIGMA = 3.405  # Å
+EPSILON = 119.8 * units.kB  # eV
+CUTOFF = 8.5  # Å
+MORSE = dict(epsilon=0.0104, rho0=6.0, r0=3.8, rcut1=1.6, rcut2=2.2)  # cutoff 8.36 Å
+
+torch.set_num_threads(2)
+# numpy's OpenBLAS workers busy-wait after every call and starve torch on small machines: an ASE
+# optimiser loop ran 5x slower here. One BLAS thread, as the README advises for ASE scripts.
+threadpool_limits(1, user_api="blas")
+
+
+@pytest.fixture(scope="session")
+def lj_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "lj.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=SIGMA, epsilon=EPSILON, cutoff=CUTOFF), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lj_truncated_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "lj-truncated.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=SIGMA, epsilon=EPSILON, cutoff=CUTOFF, shift=False), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def morse_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("models") / "morse.pt"
+    mlcalc.export(mlcalc.models.Morse(**MORSE), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lj(lj_path) -> mlcalc.Potential:
+    return mlcalc.load(lj_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def morse(morse_path) -> mlcalc.Potential:
+    return mlcalc.load(morse_path, device="cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="no CUDA GPU visible to torch")
+    if not torch.cuda.is_available():
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
