@@ -1,4 +1,4 @@
-"""OpenMM integration: mlcalc potentials as openmm-torch ``TorchForce`` objects.
+"""TorchForce construction: mlcalc potentials as openmm-torch ``TorchForce`` objects.
 
 OpenMM passes a TorchForce all N positions in nm (float64 and unwrapped on the Reference and CPU
 platforms, possibly float32 and wrapped per molecule on CUDA) and, when periodic, the box vectors

@@ -1,0 +1,43 @@
+"""``mlcalc info PATH``: print a potential file's metadata."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("info", help="print the metadata of a potential file")
+    parser.add_argument("path", type=Path, help="a file written by mlcalc.export")
+    parser.add_argument("--json", action="store_true", help="print the raw JSON record")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlcalc.potential import read_metadata
+
+    metadata = read_metadata(args.path)
+    if args.json:
+        print(metadata.to_json())
+        return 0
+    species = metadata.symbols
+    rows = [
+        ("name", metadata.name),
+        ("description", metadata.description),
+        ("contract version", metadata.contract_version),
+        ("cutoff", f"{metadata.cutoff:g} {metadata.length_unit}"),
+        (
+            "species",
+            ", ".join(species) if len(species) <= 20 else f"{len(species)} elements ({species[0]}..{species[-1]})",
+        ),
+        ("units", f"length {metadata.length_unit}, energy {metadata.energy_unit}"),
+        ("dtype", metadata.dtype),
+        ("references", "; ".join(metadata.references) or "-"),
+        ("written by", f"mlcalc {metadata.mlcalc_version or '?'}, torch {metadata.torch_version or '?'}"),
+    ]
+    rows += [(f"extra.{k}", str(v)) for k, v in sorted(metadata.extra.items())]
+    width = max(len(k) for k, _ in rows)
+    print(f"{args.path}")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
+    return 0
