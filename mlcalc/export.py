@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import torch
@@ -14,6 +12,7 @@ import torch
 from mlcalc._version import __version__
 from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata
 from mlcalc.errors import ContractError, script_error_message
+from mlcalc.files import write_atomic
 from mlcalc.module import PotentialModule, copy_script_module
 
 _REQUIRED = ("cutoff", "species", "length_unit", "energy_unit")
@@ -75,7 +74,8 @@ def export(
     if unknown:
         raise ContractError(f"the model's mlcalc_metadata has unknown keys {unknown}")
     fields.setdefault("name", type(model).__name__)
-    fields.setdefault("dtype", _parameter_dtype(model))
+    if fields.get("dtype") is None:  # not setdefault: a mixed-dtype model is fine when dtype= is given
+        fields["dtype"] = _parameter_dtype(model)
     metadata = replace(Metadata(**fields), mlcalc_version=__version__, torch_version=torch.__version__)
 
     module = build_module(model, metadata)
@@ -130,16 +130,7 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
 
 def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: Union[str, os.PathLike]) -> None:
     """Save with the metadata as a TorchScript extra file; a crash never leaves a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.jit.save(module, temporary, _extra_files={METADATA_FILE: metadata.to_json()})
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata.to_json()}))
 
 
 def _check_signature(scripted: torch.jit.ScriptModule) -> None:

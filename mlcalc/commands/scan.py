@@ -1,0 +1,107 @@
+"""``mlcalc scan``: relaxed scan of one or two dihedrals (or other internal coordinates)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+import numpy as np
+
+from mlcalc.commands.workflow_arguments import (
+    COORDINATE_HELP,
+    add_model_arguments,
+    add_optimizer_arguments,
+    add_output_argument,
+    coordinate_type,
+    make_calculator,
+    read_structure,
+)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "scan",
+        help="relaxed scan of one or two dihedrals (constrained optimisation at each point), resumable",
+        description="At each grid point hold the scanned dihedral(s) at the point's value and optimise "
+        "everything else, starting from the previous point. Writes OUTPUT/scan.csv, scan.json (angles in "
+        "degrees, energies in eV and kcal/mol, relative to the lowest converged point), scan.extxyz and "
+        "scan.png. Run the same command again to resume an interrupted scan. Exits with 2 when a point did "
+        "not converge. Atom indices are 0-based.",
+        epilog="example: mlcalc scan butane.xyz --model demo --dihedral 0,1,2,3 --step 10",
+    )
+    parser.add_argument("structure", help="starting structure (any format ase.io.read reads)")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--dihedral",
+        action="append",
+        required=True,
+        type=coordinate_type("dihedral"),
+        metavar="I,J,K,L",
+        help="the dihedral to scan (0-based indices); give it twice for a 2D scan",
+    )
+    parser.add_argument("--start", type=float, help="first angle, degrees (default: 0–350 from the nearest value)")
+    parser.add_argument("--stop", type=float, help="last angle, degrees, included when the grid reaches it")
+    parser.add_argument("--step", type=float, default=10.0, help="grid spacing, degrees (default 10)")
+    parser.add_argument(
+        "--fix-dihedral",
+        action="append",
+        default=[],
+        type=coordinate_type("dihedral"),
+        metavar="I,J,K,L[=TARGET]",
+        help=f"another dihedral held fixed at every point: {COORDINATE_HELP}",
+    )
+    parser.add_argument("--both-directions", action="store_true", help="walk the grid back again (hysteresis)")
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_optimizer_arguments(parser, backend_default="ase")
+    add_output_argument(parser, "scan")
+    parser.set_defaults(run=run)
+
+
+def grid(current: float, start: Optional[float], stop: Optional[float], step: float) -> Optional[list[float]]:
+    """The grid ``start, start+step, ..., stop`` (degrees); without ``start`` and ``stop`` the full circle
+    by ``step`` from the grid point nearest ``current`` (``None``: the library's default, 10°)."""
+    if start is None and stop is None:
+        if step == 10.0:
+            return None
+        full = np.arange(0.0, 360.0 - 1e-9, abs(step))
+        first = int(np.argmin(np.abs((full - current + 180.0) % 360.0 - 180.0)))
+        return [float(v) for v in np.roll(full, -first)]
+    if start is None or stop is None:
+        raise ValueError("give both --start and --stop, or neither")
+    if step == 0 or (stop - start) * step < 0:
+        raise ValueError(f"--step {step} does not lead from --start {start} to --stop {stop}")
+    count = int(np.floor((stop - start) / step + 1e-9)) + 1
+    return [float(start + n * step) for n in range(count)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlcalc.workflows.scan import relaxed_scan
+
+    if len(args.dihedral) > 2:
+        raise ValueError(f"a scan takes one or two --dihedral options, got {len(args.dihedral)}")
+    if any(d.target is not None for d in args.dihedral):
+        raise ValueError("the scanned --dihedral takes no =TARGET: set the grid with --start, --stop, --step")
+    atoms = read_structure(args.structure)
+    for dihedral in args.dihedral:
+        dihedral.check(atoms)  # indices in range, atoms not collinear: before any grid is made
+    grids = [grid(d.value(atoms), args.start, args.stop, args.step) for d in args.dihedral]
+    scan = relaxed_scan(
+        atoms,
+        make_calculator(args),
+        args.dihedral if len(args.dihedral) == 2 else args.dihedral[0],
+        grids if len(grids) == 2 and grids[0] is not None else grids[0],
+        fixed=args.fix_dihedral,
+        both_directions=args.both_directions,
+        backend=args.backend,
+        fmax=args.fmax,
+        steps=args.steps,
+        optimizer=args.optimizer,
+        output=args.output,
+        resume=not args.restart,
+        progress=not args.quiet,
+    )
+    span = float(np.ptp(scan.relative_energies))
+    status = "all points converged" if scan.converged else f"points {scan.unconverged} did NOT converge"
+    print(f"mlcalc scan: {len(scan.points)} points, {status}; energy span {span:.6f} eV; outputs in {args.output}")
+    return 0 if scan.converged else 2

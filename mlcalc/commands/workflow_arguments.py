@@ -1,0 +1,132 @@
+"""Inputs shared by the ASE workflow commands (``opt``, ``scan``, ``path``, ``neb``); registers no command.
+
+Structures are read with ``ase.io.read`` (any format ASE reads: xyz, extxyz, PDB, CIF, POSCAR, ...).
+Internal coordinates are written as comma-separated 0-based atom indices, optionally with a target:
+``--dihedral 0,1,2,3`` or ``--dihedral 0,1,2,3=120`` (degrees), ``--distance 0,4=1.5`` (Å).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ase import Atoms
+
+from mlcalc.workflows.errors import InternalCoordinateError, StructureFileError
+from mlcalc.workflows.internal import Angle, Dihedral, Distance, InternalCoordinate
+
+KINDS = {"distance": Distance, "angle": Angle, "dihedral": Dihedral}
+
+COORDINATE_HELP = (
+    "comma-separated 0-based atom indices, optionally =TARGET (degrees or Å), e.g. 0,1,2,3=120; "
+    "without a target the starting value is kept"
+)
+
+
+def _read(path: str, index: str):
+    from ase.io import read
+
+    if not Path(path).is_file():
+        raise StructureFileError(f"structure file {path} does not exist")
+    try:
+        return read(path, index=index)
+    except Exception as exc:  # ASE raises many types for unreadable files; the message says what was wrong
+        raise StructureFileError(
+            f"cannot read {path} as a structure ({type(exc).__name__}: {exc}); give a file ASE reads "
+            "(xyz, extxyz, pdb, cif, POSCAR, ...)"
+        ) from None
+
+
+def read_structure(path: str) -> Atoms:
+    """The structure in ``path`` (the last frame of a trajectory)."""
+    atoms = _read(path, "-1")
+    if len(atoms) == 0:
+        raise StructureFileError(f"{path} holds no atoms")
+    return atoms
+
+
+def read_images(path: str) -> list[Atoms]:
+    """Every frame of ``path`` (a band or a path written by ``mlcalc path``/``neb``)."""
+    images = _read(path, ":")
+    if not images or any(len(image) == 0 for image in images):
+        raise StructureFileError(f"{path} holds no structures, or an empty one")
+    return images
+
+
+def parse_coordinate(kind: str, text: str) -> InternalCoordinate:
+    """``"0,1,2,3=120"`` → ``Dihedral(0, 1, 2, 3, target=120.0)`` (``kind``: distance, angle, dihedral)."""
+    indices_text, _, target_text = text.partition("=")
+    try:
+        indices = [int(part) for part in indices_text.replace(" ", "").split(",") if part != ""]
+        target = float(target_text) if target_text.strip() else None
+    except ValueError:
+        raise InternalCoordinateError(
+            f"cannot read --{kind} {text!r}: expected {COORDINATE_HELP}"
+        ) from None
+    return KINDS[kind](*indices, target=target)
+
+
+def coordinate_type(kind: str):
+    """An ``argparse`` type turning ``"0,1,2,3=120"`` into an internal coordinate of ``kind``."""
+
+    def convert(text: str) -> InternalCoordinate:
+        try:
+            return parse_coordinate(kind, text)
+        except InternalCoordinateError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = kind
+    return convert
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model`` (file or bundled name), ``--device`` and ``--dtype``."""
+    parser.add_argument(
+        "--model", required=True, help="potential file written by mlcalc export, or a bundled name such as demo"
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    parser.add_argument("--dtype", choices=("float32", "float64"), help="default: the file's")
+
+
+def add_optimizer_arguments(parser: argparse.ArgumentParser, backend_default: str) -> None:
+    """``--backend``, ``--fmax``, ``--steps`` and ``--optimizer`` of the constrained optimisations."""
+    parser.add_argument(
+        "--backend",
+        choices=("ase", "scipy"),
+        default=backend_default,
+        help=f"ase: FixInternals + an ASE optimiser; scipy: trust-constr (default {backend_default})",
+    )
+    parser.add_argument("--fmax", type=float, default=0.01, help="force tolerance, eV/Å (default 0.01)")
+    parser.add_argument("--steps", type=int, default=500, help="maximum optimiser iterations per optimisation")
+    parser.add_argument("--optimizer", default="BFGS", help="ASE optimiser for --backend ase (default BFGS)")
+
+
+def add_output_argument(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--output", "-o", default=default, help=f"output directory (default {default})")
+
+
+def make_calculator(args: argparse.Namespace):
+    """The :class:`mlcalc.MLCalculator` of ``--model``, ``--device``, ``--dtype``."""
+    from mlcalc.calculator import MLCalculator
+
+    return MLCalculator(args.model, device=args.device, dtype=args.dtype)
+
+
+def coordinates_of(args: argparse.Namespace) -> list[InternalCoordinate]:
+    """Every ``--distance``, ``--angle`` and ``--dihedral`` given, in that order."""
+    found: list[InternalCoordinate] = []
+    for kind in KINDS:
+        found.extend(getattr(args, kind, None) or [])
+    return found
+
+
+def add_coordinate_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """Repeatable ``--distance``, ``--angle`` and ``--dihedral`` options."""
+    for kind in KINDS:
+        parser.add_argument(
+            f"--{kind}",
+            action="append",
+            type=coordinate_type(kind),
+            metavar="I,J,...[=TARGET]",
+            help=f"{verb} a {kind}: {COORDINATE_HELP}",
+        )

@@ -1,0 +1,239 @@
+"""Nudged elastic band with ASE's ``DyNEB``/``NEB``, every band evaluated in one model call.
+
+The band, tangents (improved tangent by default), climbing image, dynamic relaxation (DyNEB), IDPP
+interpolation and optimisers are ASE's own, unchanged. :class:`~mlcalc.workflows.batch.BandCalculator`
+only changes how images get their energies and forces: all images that moved since the last
+evaluation go through the calculator together (one ``calculate_batch`` call for an
+:class:`mlcalc.MLCalculator`), and each image's results are cached.
+
+Outputs (``write``): ``neb.extxyz`` (the band with energies and forces), ``neb.json`` and ``neb.csv``
+(reaction coordinate, energies, barrier in eV and kcal/mol), ``neb.png`` (ASE's band plot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import BaseCalculator
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.mep import DyNEB
+from ase.optimize.optimize import Optimizer
+
+from mlcalc.workflows.batch import BandCalculator
+from mlcalc.workflows.output import PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
+from mlcalc.workflows.units import EV_TO_KCAL_MOL
+
+NEB_OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "MDMin", "FIRE2")
+INTERPOLATIONS = ("idpp", "linear")
+
+
+@dataclass
+class NEBResult:
+    """Outcome of :func:`run_neb`.
+
+    Attributes:
+        images: the band, initial and final structures included, each with a ``SinglePointCalculator``
+            holding its energy (eV) and forces (eV/Å).
+        converged: True when the NEB forces fell below ``fmax`` within ``steps``.
+        fmax: largest NEB force on an image at the end, eV/Å.
+        steps: optimiser iterations.
+        band_evaluations: NEB force evaluations (``get_forces`` calls of the band).
+        calculator_calls: calls to the calculator (batched: one per band evaluation that moved anything).
+    """
+
+    images: list[Atoms]
+    converged: bool
+    fmax: float
+    steps: int
+    band_evaluations: int
+    calculator_calls: int
+
+    @property
+    def energies(self) -> np.ndarray:
+        """Energy of each image, eV."""
+        return np.array([image.get_potential_energy() for image in self.images])
+
+    @property
+    def barrier(self) -> float:
+        """Highest image minus the initial structure, eV (the climbing image sits on the saddle)."""
+        energies = self.energies
+        return float(energies.max() - energies[0])
+
+    @property
+    def reverse_barrier(self) -> float:
+        """Highest image minus the final structure, eV."""
+        energies = self.energies
+        return float(energies.max() - energies[-1])
+
+    @property
+    def reaction_coordinate(self) -> np.ndarray:
+        """Cumulative distance along the band (Å), as ASE's ``fit_images`` measures it."""
+        from ase.utils.forcecurve import fit_images
+
+        return np.asarray(fit_images(self.images).path)
+
+    def rows(self) -> list[dict]:
+        energies = self.energies
+        relative = energies - energies[0]
+        return [
+            {
+                "image": n,
+                "reaction_coordinate_A": s,
+                "energy_eV": e,
+                "relative_eV": r,
+                "relative_kcal_mol": r * EV_TO_KCAL_MOL,
+            }
+            for n, (s, e, r) in enumerate(zip(self.reaction_coordinate, energies, relative))
+        ]
+
+    def write(self, directory: PathLike) -> Path:
+        """Write ``neb.extxyz``, ``neb.csv``, ``neb.json`` and ``neb.png`` into ``directory``."""
+        from mlcalc.workflows.plotting import plot_neb
+
+        directory = Path(directory)
+        rows = self.rows()
+        write_images_atomic(directory / "neb.extxyz", self.images)
+        write_csv_atomic(directory / "neb.csv", rows, list(rows[0]))
+        write_json_atomic(
+            directory / "neb.json",
+            {
+                "barrier_eV": self.barrier,
+                "barrier_kcal_mol": self.barrier * EV_TO_KCAL_MOL,
+                "reverse_barrier_eV": self.reverse_barrier,
+                "reaction_energy_eV": float(self.energies[-1] - self.energies[0]),
+                "converged": self.converged,
+                "fmax_eV_per_A": self.fmax,
+                "steps": self.steps,
+                "band_evaluations": self.band_evaluations,
+                "calculator_calls": self.calculator_calls,
+                "images": rows,
+            },
+        )
+        plot_neb(self, directory / "neb.png")
+        return directory
+
+
+def make_band(
+    initial: Atoms,
+    final: Atoms,
+    n_images: int = 7,
+    *,
+    interpolation: str = "idpp",
+    mic: Optional[bool] = None,
+) -> list[Atoms]:
+    """``n_images`` interior images between copies of ``initial`` and ``final``, interpolated
+    linearly or by ASE's IDPP (image-dependent pair potential), minimum image in periodic cells."""
+    from ase.mep import NEB, idpp_interpolate, interpolate
+
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
+    if n_images < 1:
+        raise ValueError(f"a band needs at least one interior image, got n_images={n_images}")
+    _check_endpoints(initial, final)
+    mic = bool(initial.pbc.any()) if mic is None else mic
+    images = [initial.copy() for _ in range(n_images + 1)] + [final.copy()]
+    for image in images:
+        image.calc = None
+    interpolate(images, mic=mic, apply_constraint=False)
+    if interpolation == "idpp":
+        # an NEB object with its method named: a plain list makes ASE warn about its default method
+        idpp_interpolate(NEB(images, method="improvedtangent"), traj=None, log=None, mic=mic)
+    return images
+
+
+def _check_endpoints(initial: Atoms, final: Atoms) -> None:
+    if len(initial) != len(final) or (initial.numbers != final.numbers).any():
+        raise ValueError(
+            "the initial and final structures must have the same atoms in the same order "
+            f"({initial.get_chemical_formula()}, {len(initial)} atoms vs {final.get_chemical_formula()}, {len(final)})"
+        )
+
+
+def run_neb(
+    images: Sequence[Atoms],
+    calc: BaseCalculator,
+    *,
+    climb: bool = True,
+    method: str = "improvedtangent",
+    k: float = 0.1,
+    dynamic: bool = False,
+    fmax: float = 0.05,
+    steps: int = 1000,
+    optimizer: Union[str, type[Optimizer]] = "FIRE",
+    logfile: Optional[str] = None,
+    output: Optional[PathLike] = None,
+) -> NEBResult:
+    """Relax a band with ASE's NEB, evaluating every band in one calculator call.
+
+    Args:
+        images: the starting band, endpoints included (see :func:`make_band`, or the images of a
+            dihedral-driven path). Copies are relaxed; the inputs are not modified.
+        calc: any ASE calculator; an :class:`mlcalc.MLCalculator` evaluates the band in one batch.
+        climb: climbing image (the highest image climbs to the saddle point).
+        method: ASE's NEB method (``"improvedtangent"``, ``"aseneb"``, ``"eb"``, ``"spline"``, ``"string"``).
+        k: spring constant, eV/Å².
+        dynamic: ASE's DyNEB dynamic relaxation (images already below ``fmax`` are not moved).
+        fmax: force tolerance of the NEB forces, eV/Å.
+        steps: maximum optimiser iterations.
+        optimizer: an ASE optimiser name or class.
+        logfile: optimiser log (``"-"`` for stdout).
+        output: directory to write the band, table and plot into (see the module docstring).
+
+    Returns:
+        A :class:`NEBResult`; check ``converged``.
+    """
+    import ase.optimize
+
+    if len(images) < 3:
+        raise ValueError(f"a band needs the two endpoints and at least one image, got {len(images)} structures")
+    _check_endpoints(images[0], images[-1])
+    if isinstance(optimizer, str):
+        if optimizer not in NEB_OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {NEB_OPTIMIZERS} or an ASE Optimizer class, got {optimizer!r}")
+        optimizer = getattr(ase.optimize, optimizer)
+    band = [image.copy() for image in images]
+    evaluator = BandCalculator(calc, band)
+    neb = DyNEB(
+        band, k=k, climb=climb, method=method, dynamic_relaxation=dynamic, fmax=fmax, scale_fmax=1.0 if dynamic else 0.0
+    )
+    evaluations = _count_calls(neb)
+    dynamics = optimizer(neb, logfile=logfile)
+    converged = bool(dynamics.run(fmax=fmax, steps=steps))
+    band_evaluations = evaluations[0]
+    forces = neb.get_forces()  # cached: no calculator call
+    final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max())
+    frozen = []
+    for image in band:
+        copy = image.copy()
+        copy.calc = SinglePointCalculator(
+            copy, energy=image.get_potential_energy(), forces=image.get_forces(apply_constraint=False)
+        )
+        frozen.append(copy)
+    result = NEBResult(
+        images=frozen,
+        converged=converged,
+        fmax=final_fmax,
+        steps=int(dynamics.nsteps),
+        band_evaluations=band_evaluations,
+        calculator_calls=evaluator.calls,
+    )
+    if output is not None:
+        result.write(output)
+    return result
+
+
+def _count_calls(neb: DyNEB) -> list[int]:
+    """Count ``neb.get_forces`` calls (in a one-element list that the wrapper updates)."""
+    count = [0]
+    original = neb.get_forces
+
+    def get_forces():
+        count[0] += 1
+        return original()
+
+    neb.get_forces = get_forces
+    return count

@@ -1,0 +1,131 @@
+"""Atomic output files and resumable checkpoints.
+
+Every file is written to a temporary file in its own directory and moved into place with ``os.replace``,
+so a run killed at any moment leaves either the previous or the new version, never half a file.
+A :class:`Checkpoint` holds a run's parameters and its completed steps as JSON, positions included at
+full float64 precision (JSON writes the shortest repr that round-trips), so a resumed run continues
+from bit-identical structures.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from mlcalc.files import PathLike, write_atomic, write_text_atomic
+from mlcalc.workflows.errors import CheckpointError
+
+__all__ = ["PathLike", "write_atomic", "write_text_atomic"]  # re-exported for the workflow modules
+CHECKPOINT_VERSION = 1
+
+
+def write_json_atomic(path: PathLike, data: Any, indent: Optional[int] = 1) -> Path:
+    """Write ``data`` as JSON atomically."""
+    return write_text_atomic(path, json.dumps(data, indent=indent, default=_json_default) + "\n")
+
+
+def write_csv_atomic(path: PathLike, rows: Sequence[dict], columns: Sequence[str]) -> Path:
+    """Write ``rows`` (dicts keyed by ``columns``) as CSV atomically; floats with 10 significant digits."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(column)) for column in columns])
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def write_images_atomic(path: PathLike, images: Iterable[Atoms]) -> Path:
+    """Write structures as extended XYZ atomically (energies, forces and ``info`` included)."""
+    from ase.io import write
+
+    images = list(images)
+    return write_atomic(path, lambda tmp: write(tmp, images, format="extxyz"))
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.10g}"
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def structure_fingerprint(atoms: Atoms) -> str:
+    """SHA-256 of a structure's numbers, positions, cell and pbc (identifies a run's input)."""
+    digest = hashlib.sha256()
+    for array in (atoms.numbers.astype(np.int64), atoms.positions, atoms.cell.array, atoms.pbc.astype(np.int8)):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+class Checkpoint:
+    """A run's checkpoint: a directory with ``parameters.json`` and one ``step-NNNNN.json`` per completed
+    step, each written atomically (so saving a step costs the same at step 10 and at step 10,000).
+
+    Args:
+        directory: the checkpoint directory.
+        parameters: JSON-able description of the run; resuming with different parameters is refused.
+        resume: continue from existing steps (``False`` starts afresh and removes them).
+    """
+
+    def __init__(self, directory: PathLike, parameters: dict, resume: bool = True):
+        self.directory = Path(directory)
+        self.parameters = json.loads(json.dumps(parameters, default=_json_default))
+        self.steps: list[dict] = []
+        stored = self.directory / "parameters.json"
+        if resume and stored.exists():
+            self._load(stored)
+        else:
+            for old in self.directory.glob("step-*.json"):
+                old.unlink()
+            write_json_atomic(stored, {"version": CHECKPOINT_VERSION, "parameters": self.parameters})
+
+    def _load(self, stored: Path) -> None:
+        try:
+            data = json.loads(stored.read_text(encoding="utf-8"))
+            if data.get("version") != CHECKPOINT_VERSION:
+                raise ValueError(f"version {data.get('version')}, expected {CHECKPOINT_VERSION}")
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot use the checkpoint {self.directory} ({exc}); delete it to start the run afresh"
+            ) from None
+        old = data.get("parameters", {})
+        differing = sorted(k for k in set(old) | set(self.parameters) if old.get(k) != self.parameters.get(k))
+        if differing:
+            raise CheckpointError(
+                f"{self.directory} is the checkpoint of a different run (it differs in: {', '.join(differing)}); "
+                "choose another output directory, delete the checkpoint, or run without resuming"
+            )
+        while (path := self._step_path(len(self.steps))).exists():
+            self.steps.append(json.loads(path.read_text(encoding="utf-8")))
+
+    def _step_path(self, index: int) -> Path:
+        return self.directory / f"step-{index:05d}.json"
+
+    def append(self, step: dict) -> None:
+        """Record a completed step (atomically)."""
+        step = json.loads(json.dumps(step, default=_json_default))
+        write_json_atomic(self._step_path(len(self.steps)), step, indent=None)
+        self.steps.append(step)
+
+
+def optional_path(directory: Optional[PathLike], name: str) -> Optional[Path]:
+    """``directory / name``, or ``None`` without a directory."""
+    return None if directory is None else Path(directory) / name
