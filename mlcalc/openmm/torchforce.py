@@ -25,9 +25,15 @@ from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
 PotentialLike = Union[Potential, PathLike]
 
 
+#: Why ``import openmmtorch`` failed, if it did; ``implementation="python"`` still works then.
+_OPENMMTORCH_ERROR: Optional[str] = None
+
+
 def _import_openmmtorch():
     """Import openmmtorch without the root-logger warning of the deprecated ``simtk.openmm`` shim
-    that openmmtorch 1.5 imports: it concerns openmmtorch's code, not our users'."""
+    that openmmtorch 1.5 imports: it concerns openmmtorch's code, not our users'. ``None`` where it
+    cannot be imported (not installed, or its CUDA libraries do not load with this torch)."""
+    global _OPENMMTORCH_ERROR
 
     def not_simtk_notice(record: logging.LogRecord) -> bool:
         return "importing 'simtk.openmm' is deprecated" not in record.getMessage()
@@ -36,6 +42,9 @@ def _import_openmmtorch():
     root.addFilter(not_simtk_notice)
     try:
         import openmmtorch
+    except ImportError as exc:
+        _OPENMMTORCH_ERROR = str(exc)
+        return None
     finally:
         root.removeFilter(not_simtk_notice)
     return openmmtorch
@@ -114,7 +123,8 @@ def create_force(
     periodic: Optional[bool] = None,
     dtype: Union[str, torch.dtype, None] = None,
     cuda_graphs: bool = False,
-) -> "openmmtorch.TorchForce":
+    implementation: str = "torch",
+) -> openmm.Force:
     """A ``TorchForce`` evaluating ``potential`` on all particles or on the subset ``atoms``.
 
     Args:
@@ -126,7 +136,20 @@ def create_force(
             (``False`` for a list of atomic numbers).
         dtype: the model's dtype inside OpenMM (default: the file's).
         cuda_graphs: set openmm-torch's ``useCUDAGraphs`` property (CUDA platform only).
+        implementation: ``"torch"`` (openmm-torch ``TorchForce``) or ``"python"`` (``openmm.PythonForce``,
+            OpenMM >= 8.5, for machines without openmm-torch; see :mod:`mlcalc.openmm.pythonforce`).
     """
+    if implementation == "python":
+        from mlcalc.openmm.pythonforce import create_python_force
+
+        return create_python_force(potential, topology_or_atomic_numbers, atoms, periodic=periodic, dtype=dtype)
+    if implementation != "torch":
+        raise ValueError(f"implementation must be 'torch' or 'python', got {implementation!r}")
+    if openmmtorch is None:
+        raise ImportError(
+            f"openmm-torch cannot be imported here ({_OPENMMTORCH_ERROR}); "
+            "pass implementation='python' to evaluate the potential through openmm.PythonForce instead"
+        )
     if isinstance(topology_or_atomic_numbers, app.Topology):
         numbers = atomic_numbers(topology_or_atomic_numbers)
         if periodic is None:
@@ -163,6 +186,7 @@ def create_system(
     hydrogen_mass: Optional[unit.Quantity] = None,
     dtype: Union[str, torch.dtype, None] = None,
     cuda_graphs: bool = False,
+    implementation: str = "torch",
 ) -> openmm.System:
     """A whole-system ML ``openmm.System``: masses and box from ``topology``, one ``TorchForce``.
 
@@ -174,6 +198,7 @@ def create_system(
         constraints: ``None``, ``openmm.app.HBonds`` (bonds to hydrogen) or ``openmm.app.AllBonds``.
         remove_cm_motion: add a ``CMMotionRemover``.
         hydrogen_mass: repartition mass from heavy atoms to bonded hydrogens (e.g. ``1.5*amu``).
+        implementation: ``"torch"`` or ``"python"``, as in :func:`create_force`.
     """
     numbers = atomic_numbers(topology)
     system = openmm.System()
@@ -187,7 +212,16 @@ def create_system(
         system.setDefaultPeriodicBoxVectors(*box)
     if constraints is not None:
         _add_constraints(system, topology, constraints, positions)
-    system.addForce(create_force(potential, numbers, periodic=box is not None, dtype=dtype, cuda_graphs=cuda_graphs))
+    system.addForce(
+        create_force(
+            potential,
+            numbers,
+            periodic=box is not None,
+            dtype=dtype,
+            cuda_graphs=cuda_graphs,
+            implementation=implementation,
+        )
+    )
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
     return system

@@ -1,0 +1,77 @@
+"""``mlcalc md``: solvated molecular dynamics in OpenMM with a potential file (whole-system ML or ML/MM)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from mlcalc.commands.arguments import positive_int
+
+#: Command-line options -> MDConfig fields (type and help); every field of MDConfig can also come from --config.
+OPTIONS = {
+    "potential": (str, "potential file (mlcalc.export)"),
+    "output": (str, "output directory (default md)"),
+    "mode": (str, "ml: the potential for every atom; mlmm: for --ml-selection, the force field for the rest"),
+    "ml_selection": (str, "ML atoms for mlmm: solute (default), 'resname ALA', 'index 0-32'"),
+    "padding": (float, "solvent padding, nm (default 1.0)"),
+    "n_waters": (positive_int, "number of waters instead of a padding"),
+    "box_shape": (str, "cube (default), octahedron or dodecahedron"),
+    "temperature": (float, "K (default 300)"),
+    "pressure": (float, "bar (default 1)"),
+    "friction": (float, "Langevin friction, 1/ps (default 1)"),
+    "timestep_fs": (float, "fs (default 0.5)"),
+    "nvt": (float, "NVT equilibration, ps (default 100)"),
+    "npt": (float, "NPT equilibration, ps (default 100)"),
+    "production": (float, "production, ps (default 1000)"),
+    "trajectory_interval": (float, "ps between trajectory frames (default 1)"),
+    "state_interval": (float, "ps between state.csv rows (default 1)"),
+    "checkpoint_interval": (float, "ps between checkpoints (default 10)"),
+    "trajectory_format": (str, "dcd (default) or xtc"),
+    "platform": (str, "OpenMM platform (default: the fastest)"),
+    "implementation": (str, "torch (openmm-torch TorchForce, default) or python (openmm.PythonForce)"),
+    "seed": (int, "random seed"),
+}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "md",
+        help="solvated NPT molecular dynamics in OpenMM (minimise, NVT, NPT, production), resumable",
+        description="Prepare (hydrogens, solvent), minimise, equilibrate (NVT, NPT) and run production MD. "
+        "Outputs in the output directory: config.json, start.pdb, state.csv, trajectory.dcd/xtc, checkpoint.chk, "
+        "final.pdb. A killed run continues with --resume DIR.",
+    )
+    parser.add_argument("structure", nargs="?", help="solute: PDB, mmCIF or SDF")
+    parser.add_argument("--config", type=Path, help="JSON or TOML file of MD settings (fields of mlcalc.md.MDConfig)")
+    parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--no-solvate", dest="solvate", action="store_const", const=False, help="keep the box as given")
+    parser.add_argument(
+        "--no-hydrogens", dest="add_hydrogens", action="store_const", const=False, help="do not add hydrogens"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name, (kind, text) in OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlcalc.md.config import MDConfig
+    from mlcalc.md.pipeline import Run
+
+    if args.resume is not None:
+        md = Run.resume(args.resume)
+    else:
+        settings = {name: getattr(args, name) for name in (*OPTIONS, "structure", "solvate", "add_hydrogens")}
+        if args.config is not None:
+            config = MDConfig.from_file(args.config, **settings)
+        else:
+            missing = [name for name in ("structure", "potential") if settings[name] is None]
+            if missing:
+                raise ValueError(f"give {' and '.join(missing)} (or a --config file)")
+            config = MDConfig(**{k: v for k, v in settings.items() if v is not None})
+        md = Run.start(config)
+    md.run(progress=not args.quiet)
+    done = {field.name: getattr(md.config, field.name) for field in dataclasses.fields(md.config)}
+    print(f"mlcalc md: {md.simulation.currentStep} steps done; outputs in {md.directory} ({done['mode']} mode)")
+    return 0
