@@ -23,6 +23,15 @@ class InvalidStructureError(MLCalcError, ValueError):
     """A structure cannot be evaluated: NaN coordinates, a degenerate cell, bad shapes."""
 
 
+class PluginError(MLCalcError, ValueError):
+    """A model-family adapter is missing, or cannot convert what it was given (a model of another
+    family, unsupported elements or options)."""
+
+
+class FamilyVersionError(PluginError):
+    """The installed family package (torchani, mace-torch, ...) is a version the adapter was not tested with."""
+
+
 def script_error_message(exc: BaseException) -> str:
     """The message a TorchScript ``raise`` carried, without the interpreter's traceback."""
     text = str(exc)

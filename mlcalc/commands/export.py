@@ -1,0 +1,85 @@
+"""``mlcalc export --from FAMILY SOURCE OUTPUT``: convert a model of another package to an mlcalc file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export",
+        help="convert a TorchANI, hippynn, SchNetPack or MACE model into an mlcalc potential file",
+        description="Convert a model trained in another package into an mlcalc potential file, with the "
+        "adapter of that family (installed separately, e.g. `pip install ./plugins/torchani`).",
+    )
+    parser.add_argument("source", nargs="?", help="the family's model file or checkpoint")
+    parser.add_argument("output", nargs="?", type=Path, help="the mlcalc file to write")
+    parser.add_argument(
+        "--from", dest="family", metavar="FAMILY", help="the model's family (see --list), e.g. torchani"
+    )
+    parser.add_argument("--list", action="store_true", help="list the installed adapters and exit")
+    parser.add_argument("--dtype", choices=["float32", "float64"], help="dtype of the file (default: the model's)")
+    parser.add_argument("--name", help="name recorded in the file's metadata")
+    parser.add_argument("--description", help="description recorded in the file's metadata")
+    parser.add_argument("--length-unit", help="the model's length unit, for families that do not record it")
+    parser.add_argument("--energy-unit", help="the model's energy unit, for families that do not record it")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a family-specific option of the adapter (repeatable; `--from FAMILY --option help` lists them)",
+    )
+    parser.add_argument(
+        "--allow-untested-version",
+        action="store_true",
+        help="convert even if the installed family package is a version the adapter was not tested with",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import mlcalc.plugins
+    from mlcalc.errors import PluginError
+
+    if args.list:
+        installed = mlcalc.plugins.available()
+        for family, distribution in installed.items():
+            print(f"{family:<12} {distribution}")
+        if not installed:
+            print("no adapters installed; e.g. `pip install ./plugins/torchani` from the mlcalc repository")
+        return 0
+    if args.family is None:
+        raise PluginError("name the model's family with --from FAMILY (installed: see `mlcalc export --list`)")
+    adapter = mlcalc.plugins.get(args.family)
+    if args.option == ["help"]:
+        for key, text in adapter.options.items():
+            print(f"{key:<20} {text}")
+        if not adapter.options:
+            print(f"the {adapter.name} adapter has no options")
+        return 0
+    if args.source is None or args.output is None:
+        raise PluginError("give the model file to convert and the mlcalc file to write: SOURCE OUTPUT")
+    options = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PluginError(f"--option takes KEY=VALUE, got {item!r}")
+        options[key.replace("-", "_")] = value
+    metadata = adapter.export(
+        args.source,
+        args.output,
+        dtype=args.dtype,
+        name=args.name,
+        description=args.description,
+        length_unit=args.length_unit,
+        energy_unit=args.energy_unit,
+        allow_untested_version=args.allow_untested_version,
+        **options,
+    )
+    print(
+        f"wrote {args.output}: {metadata.name}, cutoff {metadata.cutoff:g} {metadata.length_unit}, "
+        f"species {' '.join(metadata.symbols)}, {metadata.energy_unit}, {metadata.dtype}"
+    )
+    return 0

@@ -1,0 +1,153 @@
+"""HIP-NN (hippynn) as an mlcalc contract model, in TorchScript.
+
+hippynn's own layers cannot be scripted (they dispatch to custom kernels and read global settings), so
+this module restates HIP-NN (Lubbers, Smith & Barros, J. Chem. Phys. 148, 241715 (2018), eqs. 1-7)
+operation for operation as hippynn 0.1 computes it, with the trained parameters copied in:
+
+* one-hot species features (``OneHotSpecies``);
+* interaction layers ``z' = sum_pairs V (s(r) ⊗ z_j) + W z + b`` with sensitivities
+  ``s_nu(r) = exp(-(1/r - 1/mu_nu)^2 sigma_nu^2 / 2) cos^2(pi r / 2 r_c)`` (``InteractLayer``,
+  ``InverseSensitivityModule``/``GaussianSensitivityModule``, ``CosCutoff``, ``envsum``);
+* atom layers, each optionally a residual block ``r(act(L x)) + A x`` (``ResNetWrapper``);
+* hierarchical energy: one linear read-out per feature level, summed (``HEnergy``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Tuple
+
+import torch
+from torch import Tensor
+
+
+class Sensitivity(torch.nn.Module):
+    """``s_nu(r)`` [P, n_sensitivities] for pair distances ``r`` [P] (hippynn's sensitivity modules)."""
+
+    def __init__(self, mu: Tensor, sigma: Tensor, hard_max_dist: float):
+        super().__init__()
+        self.mu = torch.nn.Parameter(mu.detach().clone())
+        self.sigma = torch.nn.Parameter(sigma.detach().clone())
+        self.hard_max_dist = float(hard_max_dist)
+
+    def forward(self, distances: Tensor) -> Tensor:
+        nondim = (distances.unsqueeze(1) ** -1 - self.mu**-1) ** 2 / (self.sigma**-2)
+        base = torch.exp(-0.5 * nondim)
+        cutoff = torch.cos(math.pi / 2 * distances / self.hard_max_dist) ** 2
+        cutoff = cutoff * (distances <= self.hard_max_dist).to(cutoff.dtype)
+        return base * cutoff.unsqueeze(1)
+
+
+class Interaction(torch.nn.Module):
+    """One interaction layer, optionally inside a residual block."""
+
+    def __init__(
+        self,
+        sensitivity: Sensitivity,
+        int_weights: Tensor,
+        selfint: torch.nn.Linear,
+        res_layer: torch.nn.Module,
+        adjust_layer: torch.nn.Module,
+        resnet: bool,
+        activation: torch.nn.Module,
+    ):
+        super().__init__()
+        self.sensitivity = sensitivity
+        self.int_weights = torch.nn.Parameter(int_weights.detach().clone())
+        self.selfint = selfint
+        self.res_layer = res_layer
+        self.adjust_layer = adjust_layer
+        self.resnet = resnet
+        self.activation = activation
+
+    def forward(self, features: Tensor, first: Tensor, second: Tensor, distances: Tensor) -> Tensor:
+        n_dist, nf_out, nf_in = self.int_weights.shape
+        sense = self.sensitivity(distances)
+        env = torch.zeros((features.shape[0], n_dist, nf_in), dtype=features.dtype, device=features.device)
+        env = env.index_add(0, first, sense.unsqueeze(2) * features[second].unsqueeze(1))
+        weights = torch.reshape(self.int_weights.permute(0, 2, 1), (n_dist * nf_in, nf_out))
+        out = torch.mm(torch.reshape(env, (features.shape[0], n_dist * nf_in)), weights) + self.selfint(features)
+        if self.resnet:
+            return self.res_layer(self.activation(out)) + self.adjust_layer(features)
+        return self.activation(out)
+
+
+class AtomLayer(torch.nn.Module):
+    """One atom (dense) layer, optionally inside a residual block."""
+
+    def __init__(
+        self,
+        linear: torch.nn.Linear,
+        res_layer: torch.nn.Module,
+        adjust_layer: torch.nn.Module,
+        resnet: bool,
+        activation: torch.nn.Module,
+    ):
+        super().__init__()
+        self.linear = linear
+        self.res_layer = res_layer
+        self.adjust_layer = adjust_layer
+        self.resnet = resnet
+        self.activation = activation
+
+    def forward(self, features: Tensor) -> Tensor:
+        if self.resnet:
+            return self.res_layer(self.activation(self.linear(features))) + self.adjust_layer(features)
+        return self.activation(self.linear(features))
+
+
+class Block(torch.nn.Module):
+    """An interaction layer, its atom layers and the energy read-out of its output features."""
+
+    def __init__(self, interaction: Interaction, atom_layers: List[AtomLayer], readout: torch.nn.Module):
+        super().__init__()
+        self.interaction = interaction
+        self.atom_layers = torch.nn.ModuleList(atom_layers)
+        self.readout = readout
+
+    def forward(self, features: Tensor, first: Tensor, second: Tensor, distances: Tensor) -> Tuple[Tensor, Tensor]:
+        features = self.interaction(features, first, second, distances)
+        for layer in self.atom_layers:
+            features = layer(features)
+        return features, self.readout(features)
+
+
+class HIPNNPotential(torch.nn.Module):
+    """Per-atom HIP-NN energies from mlcalc's graph, in the model's own units.
+
+    Args:
+        feature_index: for each entry of mlcalc's sorted species list, its one-hot column in hippynn.
+        n_input_features: number of one-hot columns (elements of the model).
+        blocks: the interaction blocks, each with its energy read-out.
+        onehot_readout: the read-out of the one-hot features (per-element energies), or ``None`` when
+            hippynn's ``HEnergy`` skips them (``first_is_interacting``).
+    """
+
+    def __init__(
+        self,
+        feature_index: Tensor,
+        n_input_features: int,
+        blocks: List[Block],
+        onehot_readout: torch.nn.Module,
+        use_onehot_readout: bool,
+    ):
+        super().__init__()
+        # Integer, so that converting the module's dtype leaves it alone (hippynn's one-hot is boolean).
+        self.register_buffer("onehot", torch.eye(n_input_features, dtype=torch.long)[feature_index])
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.onehot_readout = onehot_readout
+        self.use_onehot_readout = use_onehot_readout
+
+    def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        first = inputs["edge_index"][0]
+        second = inputs["edge_index"][1]
+        distances = torch.linalg.vector_norm(inputs["edge_vectors"], dim=1)
+        features = self.onehot[inputs["species"]].to(distances.dtype)
+        n = features.shape[0]
+        energies = torch.zeros((n, 1), dtype=features.dtype, device=features.device)
+        if self.use_onehot_readout:
+            energies = self.onehot_readout(features)
+        for block in self.blocks:
+            features, part = block(features, first, second, distances)
+            energies = energies + part
+        return {"energies": energies.view(n)}

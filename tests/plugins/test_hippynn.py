@@ -1,0 +1,241 @@
+"""The hippynn adapter: exported HIP-NN models equal hippynn's own ASE calculator and run without hippynn."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms, units
+from ase.build import bulk, molecule
+from family_checks import assert_openmm_parity, assert_parity, evaluate, run_without
+
+# hippynn would otherwise try to compile its custom CUDA/numba kernels at import; the pure-PyTorch
+# kernels are hippynn's reference implementation.
+os.environ.setdefault("HIPPYNN_USE_CUSTOM_KERNELS", "False")
+hippynn = pytest.importorskip("hippynn")
+# hippynn warns about distances below its sensitivities' range; random test weights put atoms there.
+pytestmark = pytest.mark.filterwarnings("ignore:Provided distances are underneath sensitivity range")
+pytest.importorskip("mlcalc_hippynn")
+
+import mlcalc  # noqa: E402
+import mlcalc.plugins  # noqa: E402
+from mlcalc.cli import main  # noqa: E402
+from mlcalc.errors import FamilyVersionError, PluginError, UnsupportedElementError  # noqa: E402
+
+# float64: the same operations in the same order as hippynn, on pair lists in a different order.
+# Relative to the energy's magnitude and to the largest force/stress component.
+# Measured: energy <= 3e-16, forces <= 2e-15, stress <= 1e-15.
+FLOAT64 = {"energy": 1e-12, "forces": 1e-11, "stress": 1e-11}
+# float32 export against hippynn in float64. Measured: energy <= 2e-7, forces <= 2e-6, stress <= 2e-6.
+FLOAT32 = {"energy": 2e-6, "forces": 3e-5, "stress": 3e-5}
+
+NETWORKS = {
+    # hippynn's defaults: residual blocks, inverse sensitivities, softplus, one-hot energy read-out.
+    "default": dict(network=dict(n_features=16), energy={}, energy_unit=None),
+    # Residual blocks that change width (size-adjust layers), Gaussian ('linear') sensitivities, no
+    # read-out of the one-hot features, energies in eV.
+    "resized, linear, eV": dict(
+        network=dict(n_features=[12, 10], sensitivity_type="linear"),
+        energy=dict(first_is_interacting=True),
+        energy_unit="eV",
+    ),
+    # Plain layers (no residual blocks) with tanh.
+    "plain, tanh": dict(network=dict(n_features=14, resnet=False, activation=torch.nn.Tanh), energy={}, energy_unit=None),
+}
+
+
+def hipnn_model(network: dict, energy: dict, seed: int = 0):
+    """A HIP-NN GraphModule (H, C, N, O; 2 interaction layers; hard cutoff 5 Å), random weights, and its
+    HEnergy node."""
+    from hippynn.graphs import GraphModule, inputs, networks, targets
+
+    torch.manual_seed(seed)
+    species = inputs.SpeciesNode(db_name="Z")
+    positions = inputs.PositionsNode(db_name="R")
+    kwargs = dict(
+        possible_species=[0, 1, 6, 7, 8],
+        n_sensitivities=12,
+        dist_soft_min=0.85,
+        dist_soft_max=4.0,
+        dist_hard_max=5.0,
+        n_interaction_layers=2,
+        n_atom_layers=2,
+    )
+    if isinstance(network.get("n_features"), list):
+        kwargs.pop("n_interaction_layers")
+    net = networks.Hipnn("HIPNN", (species, positions), module_kwargs={**kwargs, **network})
+    henergy = targets.HEnergyNode("HEnergy", net, module_kwargs=energy)
+    henergy.mol_energy.db_name = "T"  # the training target's name, as hippynn's training scripts set it
+    return GraphModule([species, positions], [henergy.mol_energy]).double(), henergy
+
+
+def reference_calculator(model, energy_unit):
+    """hippynn's own ASE calculator for a (re)loaded GraphModule, in float64."""
+    from hippynn.interfaces.ase_interface import calculator_from_model
+
+    calc = calculator_from_model(model, en_unit=units.kcal / units.mol if energy_unit is None else 1.0)
+    calc.to(torch.float64)
+    return calc
+
+
+def organic_cluster() -> Atoms:
+    atoms = Atoms()
+    for k, name in enumerate(["CH3CH2OH", "CH3CONH2", "H2O", "NH3"]):
+        part = molecule(name)
+        part.translate([3.4 * k, 0.6 * (k % 2), 0.0])
+        atoms += part
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def diamond() -> Atoms:
+    """8 carbon atoms in a sheared cell narrower than twice the 5 Å cutoff: many periodic images."""
+    atoms = bulk("C", "diamond", a=3.57, cubic=True)
+    atoms.set_cell(atoms.cell.array + [[0, 0, 0], [0.3, 0, 0], [0, 0, 0]], scale_atoms=False)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+def molecular_box() -> Atoms:
+    """The organic cluster in a box, atoms moved by random lattice vectors (unwrapped)."""
+    atoms = organic_cluster()
+    atoms.set_cell([15.5, 8.0, 8.5])
+    atoms.pbc = True
+    atoms.center()
+    atoms.positions += np.random.default_rng(3).integers(-1, 2, size=(len(atoms), 3)) @ atoms.cell.array
+    return atoms
+
+
+STRUCTURES = {"organic cluster": organic_cluster, "sheared diamond": diamond, "molecular box": molecular_box}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """``exported(name)``: a HIP-NN model saved with torch.save and loaded back, hippynn's calculator for
+    it and the model's export (each built once per module)."""
+    cache = {}
+
+    def build(name: str):
+        if name not in cache:
+            config = NETWORKS[name]
+            folder = tmp_path_factory.mktemp("hippynn")
+            model, _ = hipnn_model(config["network"], config["energy"])
+            torch.save(model, folder / "model.pt")
+            loaded = torch.load(folder / "model.pt", weights_only=False)
+            path = folder / "hipnn-mlcalc.pt"
+            metadata = mlcalc.plugins.export("hippynn", folder / "model.pt", path, energy_unit=config["energy_unit"])
+            cache[name] = loaded, reference_calculator(loaded, config["energy_unit"]), path, metadata
+        return cache[name]
+
+    return build
+
+
+@pytest.fixture(params=sorted(NETWORKS))
+def hip(request, exported):
+    return exported(request.param)
+
+
+@pytest.fixture
+def default_hip(exported):
+    return exported("default")
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_equals_hippynn_ase_calculator(hip, name):
+    _, reference, path, _ = hip
+    assert_parity(STRUCTURES[name](), mlcalc.MLCalculator(str(path)), reference, FLOAT64)
+
+
+def test_float32_export_within_float32_round_off(default_hip, tmp_path):
+    model, reference, _, metadata = default_hip
+    path = tmp_path / "hip32.pt"
+    mlcalc.plugins.export("hippynn", model, path, dtype="float32", energy_unit=metadata.energy_unit)
+    for name in ("organic cluster", "sheared diamond"):
+        assert_parity(STRUCTURES[name](), mlcalc.MLCalculator(str(path)), reference, FLOAT32)
+
+
+def test_metadata(hip):
+    _, _, _, metadata = hip
+    assert metadata.species == (1, 6, 7, 8)
+    assert (metadata.cutoff, metadata.length_unit) == (5.0, "angstrom")
+    assert metadata.energy_unit in ("kcal/mol", "eV")
+    assert metadata.extra["family"] == "hippynn" and metadata.extra["family_version"] == hippynn.__version__
+
+
+@pytest.mark.parametrize("name", ["organic cluster", "sheared diamond"])
+def test_openmm_torchforce_equals_mlcalculator(default_hip, name):
+    _, _, path, _ = default_hip
+    assert_openmm_parity(path, STRUCTURES[name]())
+
+
+def test_runs_where_hippynn_is_not_installed(default_hip, tmp_path):
+    _, _, path, _ = default_hip
+    atoms = molecular_box()
+    found = run_without(path, atoms, ["hippynn", "mlcalc_hippynn"], tmp_path)
+    expected = evaluate(atoms, mlcalc.MLCalculator(str(path)))
+    assert abs(found["energy"] - expected["energy"]) <= 1e-12 * abs(expected["energy"])
+    assert np.abs(found["forces"] - expected["forces"]).max() <= 1e-12 * np.abs(expected["forces"]).max()
+
+
+def test_experiment_directory_and_command_line(tmp_path, capsys):
+    """hippynn's experiment files (the structure file and the best model's state dict), converted on the
+    command line."""
+    from hippynn.experiment.assembly import assemble_for_training
+    from hippynn.experiment.serialization import create_structure_file
+    from hippynn.graphs import loss
+
+    model, henergy = hipnn_model(NETWORKS["default"]["network"], {}, seed=1)
+    mse = loss.MSELoss.of_node(henergy)
+    training_modules, _ = assemble_for_training(mse, {"MSE": mse})
+    create_structure_file(training_modules, None, None, str(tmp_path / "experiment_structure.pt"))
+    with torch.no_grad():
+        for parameter in training_modules.model.parameters():
+            if parameter.is_floating_point():  # hippynn keeps its species set as an integer parameter
+                parameter.add_(0.01)  # "training": the state dict differs from the structure file's weights
+    torch.save(training_modules.model.state_dict(), tmp_path / "best_model.pt")
+    out = tmp_path / "out.pt"
+    assert main(["export", "--from", "hippynn", str(tmp_path), str(out), "--energy-unit", "kcal/mol"]) == 0
+    assert "species H C N O" in capsys.readouterr().out
+    reference = reference_calculator(training_modules.model.double(), None)
+    assert_parity(diamond(), mlcalc.MLCalculator(str(out)), reference, FLOAT64)
+
+
+def test_unsupported_element_is_refused(default_hip):
+    _, _, path, _ = default_hip
+    atoms = molecule("CH3CH2OH") + Atoms("S", positions=[[4.0, 0, 0]])
+    atoms.calc = mlcalc.MLCalculator(str(path))
+    with pytest.raises(UnsupportedElementError, match="S \\(Z=16\\)"):
+        atoms.get_potential_energy()
+
+
+def test_unsupported_networks_and_other_families_are_refused(tmp_path):
+    from hippynn.graphs import GraphModule, inputs, networks, targets
+
+    species = inputs.SpeciesNode(db_name="Z")
+    positions = inputs.PositionsNode(db_name="R")
+    kwargs = dict(possible_species=[0, 1, 6], n_features=8, n_sensitivities=4, dist_soft_min=0.8, dist_soft_max=3.0,
+                  dist_hard_max=4.0, n_interaction_layers=1, n_atom_layers=1)  # fmt: skip
+    vec = networks.HipnnVec("HIPNN-TS", (species, positions), module_kwargs=kwargs)
+    henergy = targets.HEnergyNode("HEnergy", vec)
+    with pytest.raises(PluginError, match="HipnnVec.*not supported"):
+        mlcalc.plugins.export("hippynn", GraphModule([species, positions], [henergy.mol_energy]), tmp_path / "x.pt")
+    with pytest.raises(PluginError, match="GraphModule or its HEnergyNode.*another family"):
+        mlcalc.plugins.export("hippynn", mlcalc.models.LennardJones(3.4, 0.01, 8.0), tmp_path / "x.pt")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "state.pt")
+    with pytest.raises(PluginError, match="another family"):
+        mlcalc.plugins.export("hippynn", tmp_path / "state.pt", tmp_path / "x.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PluginError, match="without experiment_structure.pt and best_model.pt"):
+        mlcalc.plugins.export("hippynn", tmp_path / "empty", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_untested_hippynn_version_is_refused(tmp_path, monkeypatch):
+    model, _ = hipnn_model(NETWORKS["default"]["network"], {})
+    installed = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda p: "0.2.0" if p == "hippynn" else installed(p))
+    with pytest.raises(FamilyVersionError, match=r"hippynn 0\.2\.0 is installed.*hippynn>=0\.1\.3,<0\.2"):
+        mlcalc.plugins.export("hippynn", model, tmp_path / "x.pt")
