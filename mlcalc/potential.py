@@ -15,6 +15,7 @@ from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlcalc.contract import METADATA_FILE, Metadata
+from mlcalc.data import resolve_potential_path
 from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedElementError
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
@@ -54,7 +55,7 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
     """Load and validate a potential file.
 
     Args:
-        path: a file written by :func:`mlcalc.export`.
+        path: a file written by :func:`mlcalc.export`, or the name of a bundled potential ("demo").
         device: "cpu", "cuda", "cuda:1", a ``torch.device``; default CUDA when available.
         dtype: "float32", "float64" or a ``torch.dtype``; default the dtype the file declares.
 
@@ -62,6 +63,7 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
         ContractError: not TorchScript, no metadata, an unknown contract version or unit, or
             methods that do not match the contract.
     """
+    path = _existing(path)
     metadata = read_metadata(path)
     try:
         module = torch.jit.load(str(path), map_location="cpu")
@@ -260,10 +262,8 @@ def resolve_dtype(dtype: DtypeLike, default: str) -> torch.dtype:
 
 
 def _existing(path: PathLike) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"potential file {path} does not exist")
-    return path
+    """The file ``path``, or the bundled potential of that name (``mlcalc.load("demo")``)."""
+    return resolve_potential_path(path)
 
 
 def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source: str) -> None:

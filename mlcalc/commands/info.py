@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("info", help="print the metadata of a potential file")
-    parser.add_argument("path", type=Path, help="a file written by mlcalc.export")
+    parser.add_argument("path", help="a file written by mlcalc.export, or a bundled name (demo)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON record")
     parser.set_defaults(run=run)
 

@@ -1,0 +1,193 @@
+"""HIP-NN, the Hierarchically Interacting Particle Neural Network, as an mlcalc contract model.
+
+Written from the equations of seed 000 (Methods → HIP-NN, eqs. 1–7):
+
+- eq. 1, 2: E = Σ_i Ê_i, Ê_i = Σ_{n=0}^{N_int} Ê_i^n (hierarchical energy terms);
+- eq. 3, on-site layer: z_i^{l+1} = f(W^l z_i^l + B^l), f = softplus;
+- eq. 4, interaction layer: z_{i,a}^{l+1} = f(Σ_{j,b} v_{ab}(r_ij) z_{j,b}^l + Σ_b W_ab z_{i,b}^l + B_a);
+- eq. 5: v_{ab}(r) = Σ_ν V_{ν,a,b} s_ν(r);
+- eq. 6: s_ν(r) = exp[−(r⁻¹ − μ_ν⁻¹)² / (2 σ_ν⁻²)] φ_cut(r);
+- eq. 7: φ_cut(r) = cos²(π r / (2 R_cut)) for r ≤ R_cut, else 0.
+
+The input features z⁰ are the one-hot species. Ê_i^0 is a linear function of z⁰ (a learnable energy per
+species); Ê_i^n (n ≥ 1) is a linear function of the features after interaction block n (one
+interaction layer followed by on-site layers). The per-order energies are returned as the extra
+per-atom output ``hierarchical_energies`` [N, N_int + 1], from which :func:`non_hierarchicality`
+measures how fast the terms decay.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor
+
+#: Elements of the bundled demo potential: H, C, N, O.
+HCNO = (1, 6, 7, 8)
+
+
+def cosine_squared_cutoff(r: Tensor, cutoff: float) -> Tensor:
+    """Seed 000 eq. 7: cos²(π r / 2 R_cut) inside the cutoff, 0 outside (r in Å)."""
+    inside = torch.cos(0.5 * math.pi * r / cutoff) ** 2
+    return torch.where(r <= cutoff, inside, torch.zeros_like(r))
+
+
+class InverseGaussianSensitivity(torch.nn.Module):
+    """Seed 000 eq. 6: s_ν(r) = exp[−(1/r − 1/μ_ν)² σ_ν² / 2] φ_cut(r), with learnable μ_ν, σ_ν (Å).
+
+    The centres μ_ν start evenly spaced in 1/r between ``min_distance`` and ``cutoff``; σ_ν starts at
+    the inverse of that spacing, so neighbouring Gaussians overlap at about one standard deviation.
+    """
+
+    def __init__(self, n_sensitivities: int, min_distance: float, cutoff: float):
+        super().__init__()
+        inverse = torch.linspace(1.0 / min_distance, 1.0 / cutoff, n_sensitivities, dtype=torch.float64)
+        spacing = float(inverse[0] - inverse[1])
+        self.mu = torch.nn.Parameter(1.0 / inverse)
+        self.sigma = torch.nn.Parameter(torch.full((n_sensitivities,), 1.0 / spacing, dtype=torch.float64))
+        self.cutoff = cutoff
+
+    def forward(self, r: Tensor) -> Tensor:
+        """Sensitivities [E, n_sensitivities] of distances r [E]."""
+        gaussian = torch.exp(-0.5 * ((1.0 / r.unsqueeze(-1) - 1.0 / self.mu) * self.sigma) ** 2)
+        return gaussian * cosine_squared_cutoff(r, self.cutoff).unsqueeze(-1)
+
+
+class InteractionLayer(torch.nn.Module):
+    """Seed 000 eqs. 4–5: softplus(Σ_ν V_ν · (Σ_j s_ν(r_ij) z_j) + W z_i + B)."""
+
+    def __init__(self, n_in: int, n_out: int, n_sensitivities: int, min_distance: float, cutoff: float):
+        super().__init__()
+        self.sensitivity = InverseGaussianSensitivity(n_sensitivities, min_distance, cutoff)
+        scale = 1.0 / math.sqrt(n_in * n_sensitivities)
+        self.interaction = torch.nn.Parameter(torch.randn(n_sensitivities, n_in, n_out, dtype=torch.float64) * scale)
+        self.self_interaction = torch.nn.Linear(n_in, n_out, dtype=torch.float64)
+
+    def forward(self, features: Tensor, distances: Tensor, centre: Tensor, neighbour: Tensor) -> Tensor:
+        sensitivities = self.sensitivity(distances)  # [E, S]
+        pair_features = sensitivities.unsqueeze(-1) * features[neighbour].unsqueeze(1)  # [E, S, F_in]
+        environment = torch.zeros(
+            (features.shape[0], pair_features.shape[1], pair_features.shape[2]),
+            dtype=features.dtype,
+            device=features.device,
+        ).index_add(0, centre, pair_features)  # [N, S, F_in]: Σ_j s_ν(r_ij) z_j
+        interaction = torch.einsum("nsb,sba->na", environment, self.interaction)
+        return torch.nn.functional.softplus(interaction + self.self_interaction(features))
+
+
+class HIPNN(torch.nn.Module):
+    """HIP-NN energy model (Å, eV) for the elements ``species``.
+
+    Args:
+        species: supported atomic numbers (sorted; the one-hot order).
+        n_features: width of every hidden layer.
+        n_interactions: number of interaction blocks (hierarchy orders 1..n_interactions).
+        n_onsite: on-site layers after each interaction layer.
+        n_sensitivities: Gaussian sensitivity functions per interaction layer.
+        cutoff: R_cut in Å (also the graph cutoff of the exported file).
+        min_distance: shortest distance (Å) the first sensitivity centre is placed at.
+    """
+
+    def __init__(
+        self,
+        species: Sequence[int] = HCNO,
+        n_features: int = 32,
+        n_interactions: int = 2,
+        n_onsite: int = 2,
+        n_sensitivities: int = 16,
+        cutoff: float = 5.0,
+        min_distance: float = 0.8,
+    ):
+        super().__init__()
+        species = sorted(int(z) for z in species)
+        if len(set(species)) != len(species) or not species or species[0] < 1:
+            raise ValueError(f"species must be distinct atomic numbers >= 1, got {species}")
+        if n_interactions < 1 or cutoff <= min_distance:
+            raise ValueError("need n_interactions >= 1 and cutoff > min_distance")
+        self.n_species = len(species)
+        self.self_energies = torch.nn.Parameter(torch.zeros(self.n_species, dtype=torch.float64))
+        interactions: List[torch.nn.Module] = []
+        onsites: List[torch.nn.Module] = []
+        heads: List[torch.nn.Module] = []
+        n_in = self.n_species
+        for _ in range(n_interactions):
+            interactions.append(InteractionLayer(n_in, n_features, n_sensitivities, min_distance, cutoff))
+            onsites.append(
+                torch.nn.ModuleList(
+                    [torch.nn.Linear(n_features, n_features, dtype=torch.float64) for _ in range(n_onsite)]
+                )
+            )
+            heads.append(torch.nn.Linear(n_features, 1, dtype=torch.float64))
+            n_in = n_features
+        self.interactions = torch.nn.ModuleList(interactions)
+        self.onsites = torch.nn.ModuleList(onsites)
+        self.heads = torch.nn.ModuleList(heads)
+        self.mlcalc_metadata = {
+            "name": "hipnn",
+            "cutoff": float(cutoff),
+            "species": species,
+            "length_unit": "angstrom",
+            "energy_unit": "eV",
+            "description": (
+                f"HIP-NN ({n_interactions} interaction blocks, {n_onsite} on-site layers each, "
+                f"{n_features} features, {n_sensitivities} sensitivities, R_cut {cutoff} Å)"
+            ),
+            "references": ["N. Lubbers, J. S. Smith, K. Barros, J. Chem. Phys. 148, 241715 (2018)"],
+        }
+
+    def hierarchical_energies(self, inputs: Dict[str, Tensor]) -> Tensor:
+        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV (seed 000 eq. 2)."""
+        species = inputs["species"]
+        centre = inputs["edge_index"][0]
+        neighbour = inputs["edge_index"][1]
+        distances = torch.linalg.norm(inputs["edge_vectors"], dim=-1)
+        features = torch.nn.functional.one_hot(species, self.n_species).to(inputs["positions"].dtype)
+        terms = [self.self_energies[species]]
+        for interaction, onsite, head in zip(self.interactions, self.onsites, self.heads):
+            features = interaction(features, distances, centre, neighbour)
+            for layer in onsite:
+                features = torch.nn.functional.softplus(layer(features))
+            terms.append(head(features).squeeze(-1))
+        return torch.stack(terms, dim=1)
+
+    def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        terms = self.hierarchical_energies(inputs)
+        return {"energies": terms.sum(dim=1), "hierarchical_energies": terms}
+
+
+def non_hierarchicality(hierarchical_energies: Tensor, batch: Tensor, n_structures: int) -> Tensor:
+    """Non-hierarchicality of each structure, R = Σ_{n≥1} (E^n)² / Σ_{n≥0} (E^n)², E^n = Σ_i Ê_i^n.
+
+    Seed 000 calls a prediction reliable when the hierarchical terms decay rapidly with the order n and
+    flags it when they do not; R is the share of the squared energy carried by the orders n ≥ 1 (0 for a
+    perfectly hierarchical prediction, → 1 when the higher orders dominate). Inputs: the model's
+    ``hierarchical_energies`` [N, n_orders] and ``batch`` [N]; returns [n_structures].
+    """
+    per_order = torch.zeros(
+        (n_structures, hierarchical_energies.shape[1]), dtype=hierarchical_energies.dtype, device=batch.device
+    ).index_add(0, batch, hierarchical_energies)
+    squares = per_order**2
+    return squares[:, 1:].sum(dim=1) / squares.sum(dim=1)
+
+
+def structure_non_hierarchicality(potential, atoms) -> float:
+    """Non-hierarchicality of one ``ase.Atoms`` under a loaded HIP-NN ``mlcalc.Potential`` (dimensionless).
+
+    Raises ValueError when the potential has no ``hierarchical_energies`` output (not a HIP-NN file).
+    """
+    module = potential.module
+    as_tensor = lambda x, dtype=potential.dtype: torch.as_tensor(x, dtype=dtype, device=potential.device)  # noqa: E731
+    scale = potential.length_unit_in_angstrom
+    out = module.forward(
+        as_tensor(atoms.numbers, torch.long),
+        as_tensor(atoms.positions / scale),
+        as_tensor(atoms.cell.array / scale),
+        as_tensor(atoms.pbc, torch.bool),
+    )
+    if "hierarchical_energies" not in out:
+        raise ValueError(f"potential {potential.name!r} returns no 'hierarchical_energies': it is not a HIP-NN file")
+    terms = out["hierarchical_energies"].detach()
+    batch = torch.zeros(terms.shape[0], dtype=torch.long, device=terms.device)
+    return float(non_hierarchicality(terms, batch, 1)[0])

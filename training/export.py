@@ -1,0 +1,48 @@
+"""Stage 4: export the best checkpoint as the bundled potential mlcalc/data/demo.pt (float64, eV, Å)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import mlcalc
+from mlcalc.models.hipnn import HIPNN
+from training.common import BUNDLED, CHECKPOINT, LABELLED
+
+
+def main() -> None:
+    state = torch.load(CHECKPOINT, weights_only=False)
+    model = HIPNN(**state["hyperparameters"])
+    model.load_state_dict(state["best_model"])
+    model = model.double()
+    with torch.no_grad():  # training fitted energies relative to a least-squares energy per species
+        model.self_energies.add_(state["self_energy_reference"].double())
+    data = np.load(LABELLED)
+    families, counts = np.unique(data["family"], return_counts=True)
+    metadata = mlcalc.export(
+        model.eval(),
+        BUNDLED,
+        name="mlcalc-demo-hipnn-gfn2xtb",
+        description=(
+            "Demonstration HIP-NN for H, C, N, O trained on GFN2-xTB (tblite) energies and forces of butane, "
+            "azobenzene (cis, trans, rotation and inversion paths), alanine dipeptide, water clusters and a "
+            "periodic water box. Not for production: see the mlcalc README model card. Extra per-atom output "
+            "'hierarchical_energies' [N, orders] gives the non-hierarchicality."
+        ),
+        references=[
+            "N. Lubbers, J. S. Smith, K. Barros, J. Chem. Phys. 148, 241715 (2018) (HIP-NN)",
+            "C. Bannwarth, S. Ehlert, S. Grimme, J. Chem. Theory Comput. 15, 1652 (2019) (GFN2-xTB)",
+        ],
+        dtype="float64",
+        extra={
+            "hyperparameters": state["hyperparameters"],
+            "epochs": state["epoch"],
+            "training_structures": {str(f): int(c) for f, c in zip(families, counts)},
+            "split": {k: len(v) for k, v in state["split"].items()},
+        },
+    )
+    print(f"wrote {BUNDLED} ({BUNDLED.stat().st_size / 1e6:.2f} MB): {metadata.name}, epoch {state['epoch']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Stage 5: measure the bundled demo potential against GFN2-xTB; writes training/data/validation.json.
+
+``python -m training validate [--md-ps 100] [--skip-md]``:
+
+- held-out test set (the per-family split of training/dataset.py): energy and force MAE per family
+  (kcal/mol, kcal/mol/Å; force MAE over Cartesian components) and the non-hierarchicality;
+- butane C-C-C-C relaxed scan (ASE FixInternals + BFGS, fmax 0.01 eV/Å, 15° steps), each method on its
+  own relaxed geometries, energies relative to each curve's anti (180°) point: RMSE in kcal/mol;
+- azobenzene: cis-trans energy difference, and the rotation (C-N=N-C torsion scan from cis) and
+  inversion (N···C distance scan from cis to the linear C-N=N angle) barriers, each the highest point of
+  its relaxed scan above the relaxed cis minimum, by each method;
+- NVT MD (ASE Langevin, 300 K, 0.5 fs) of each molecule with the demo potential: covalent bonds of the
+  start stay shorter than 1.5× their initial length, and the non-hierarchicality along the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Dict, List
+
+import numpy as np
+from ase import Atoms, units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+import mlcalc
+from mlcalc.models.hipnn import structure_non_hierarchicality
+from training.common import KCAL_PER_EV, LABELLED, SEED, VALIDATION, atomic_write_json, xtb_calculator
+from training.dataset import split
+from training.label import structures
+from training.sample import (
+    AZOBENZENE_CNNC,
+    bonds,
+    butane,
+    distance_scan,
+    geometry,
+    relax,
+    torsion_scan,
+    water_box,
+    water_cluster,
+)
+
+FMAX = 0.01
+
+
+def test_set_errors(potential: mlcalc.Potential) -> Dict[str, dict]:
+    data = np.load(LABELLED)
+    frames = structures(data)
+    offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
+    for s, atoms in enumerate(frames):
+        atoms.info["energy"] = float(data["energy"][s])
+        atoms.arrays["reference_forces"] = data["forces"][offsets[s] : offsets[s + 1]]
+        atoms.info["family"] = str(data["family"][s])
+    test = split([_Family(a.info["family"]) for a in frames])["test"]
+    report: Dict[str, dict] = {}
+    for family in sorted({frames[k].info["family"] for k in test}):
+        members = [frames[k] for k in test if frames[k].info["family"] == family]
+        results = potential.evaluate(members)
+        de = np.array([r["energy"] - a.info["energy"] for r, a in zip(results, members)])
+        df = np.concatenate([(r["forces"] - a.arrays["reference_forces"]).ravel() for r, a in zip(results, members)])
+        hierarchy = [structure_non_hierarchicality(potential, a) for a in members]
+        report[family] = {
+            "structures": len(members),
+            "energy_mae_kcal_mol": float(np.abs(de).mean() * KCAL_PER_EV),
+            "energy_mae_per_atom_kcal_mol": float(np.mean(np.abs(de) / [len(a) for a in members]) * KCAL_PER_EV),
+            "force_mae_kcal_mol_A": float(np.abs(df).mean() * KCAL_PER_EV),
+            "non_hierarchicality_median": float(np.median(hierarchy)),
+            "non_hierarchicality_max": float(np.max(hierarchy)),
+        }
+        print(family, report[family], flush=True)
+    return report
+
+
+class _Family:
+    """The attribute split() reads."""
+
+    def __init__(self, family: str):
+        self.family = family
+
+
+def butane_scan(potential: mlcalc.Potential) -> dict:
+    start, torsion = butane()
+    angles = np.arange(180.0, 180.0 - 360.0, -15.0)
+    curves = {}
+    for name, factory in (("gfn2_xtb", xtb_calculator), ("demo", lambda: mlcalc.MLCalculator(potential))):
+        minimum = relax(start, fmax=FMAX, calculator=factory())
+        points = torsion_scan(minimum, torsion, angles, fmax=FMAX, calculator=factory(), steps=300)
+        energies = np.array([p.info["energy"] for p in points])
+        curves[name] = (energies - energies[0]) * KCAL_PER_EV
+    rmse = float(np.sqrt(np.mean((curves["demo"] - curves["gfn2_xtb"]) ** 2)))
+    print(f"butane scan RMSE {rmse:.3f} kcal/mol", flush=True)
+    return {
+        "angles_deg": angles.tolist(),
+        "gfn2_xtb_kcal_mol": curves["gfn2_xtb"].tolist(),
+        "demo_kcal_mol": curves["demo"].tolist(),
+        "rmse_kcal_mol": rmse,
+        "max_abs_error_kcal_mol": float(np.abs(curves["demo"] - curves["gfn2_xtb"]).max()),
+    }
+
+
+def azobenzene_barriers(potential: mlcalc.Potential) -> dict:
+    _, n1, n2, c2 = AZOBENZENE_CNNC
+    report: Dict[str, dict] = {}
+    for name, factory in (("gfn2_xtb", xtb_calculator), ("demo", lambda: mlcalc.MLCalculator(potential))):
+        cis = relax(geometry("azobenzene_cis"), fmax=FMAX, steps=500, calculator=factory())
+        trans = relax(geometry("azobenzene_trans"), fmax=FMAX, steps=500, calculator=factory())
+        rotation = torsion_scan(cis, AZOBENZENE_CNNC, np.arange(10.0, 171.0, 10.0), FMAX, factory(), steps=300)
+        linear = cis.get_distance(n1, n2) + cis.get_distance(n2, c2)
+        distances = np.linspace(cis.get_distance(n1, c2), linear - 0.002, 12)[1:]
+        inversion = distance_scan(cis, (n1, c2), distances, FMAX, factory(), steps=300)
+        e_cis = cis.info["energy"]
+        report[name] = {
+            "trans_minus_cis_kcal_mol": (trans.info["energy"] - e_cis) * KCAL_PER_EV,
+            "rotation_barrier_kcal_mol": (max(p.info["energy"] for p in rotation) - e_cis) * KCAL_PER_EV,
+            "inversion_barrier_kcal_mol": (max(p.info["energy"] for p in inversion) - e_cis) * KCAL_PER_EV,
+            "rotation_profile_kcal_mol": [(p.info["energy"] - e_cis) * KCAL_PER_EV for p in rotation],
+            "inversion_profile_kcal_mol": [(p.info["energy"] - e_cis) * KCAL_PER_EV for p in inversion],
+        }
+        print(name, {k: v for k, v in report[name].items() if "profile" not in k}, flush=True)
+    report["errors_kcal_mol"] = {
+        key: report["demo"][key] - report["gfn2_xtb"][key]
+        for key in ("trans_minus_cis_kcal_mol", "rotation_barrier_kcal_mol", "inversion_barrier_kcal_mol")
+    }
+    return report
+
+
+def md_stability(potential: mlcalc.Potential, picoseconds: float) -> Dict[str, dict]:
+    rng = np.random.default_rng(SEED)
+    systems = {
+        "butane": butane()[0],
+        "azobenzene_trans": geometry("azobenzene_trans"),
+        "azobenzene_cis": geometry("azobenzene_cis"),
+        "alanine_dipeptide": geometry("alanine_dipeptide"),
+        "water_cluster_6": water_cluster(6, rng),
+        "water_box_27": water_box(3, rng),
+    }
+    report: Dict[str, dict] = {}
+    for name, atoms in systems.items():
+        report[name] = md_run(potential, atoms, picoseconds, rng)
+        print(name, report[name], flush=True)
+    return report
+
+
+def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: np.random.Generator) -> dict:
+    """Langevin NVT at 300 K (0.5 fs, friction 2/ps); bond stretch and non-hierarchicality every 100 fs."""
+    began = time.perf_counter()
+    atoms.calc = mlcalc.MLCalculator(potential)
+    pairs = _water_bonds(atoms) if atoms.pbc.any() else bonds(atoms)
+    start_lengths = np.array([atoms.get_distance(i, j, mic=True) for i, j in pairs])
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)
+    Stationary(atoms)
+    dynamics = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.002 / units.fs, fixcm=False, rng=rng)
+    stretch: List[float] = []
+    hierarchy: List[float] = []
+    temperatures: List[float] = []
+
+    def observe() -> None:
+        lengths = np.array([atoms.get_distance(i, j, mic=True) for i, j in pairs])
+        stretch.append(float((lengths / start_lengths).max()))
+        hierarchy.append(structure_non_hierarchicality(potential, atoms))
+        temperatures.append(float(atoms.get_temperature()))
+
+    dynamics.attach(observe, interval=200)
+    dynamics.run(int(round(picoseconds * 1000 / 0.5)))
+    return {
+        "picoseconds": picoseconds,
+        "atoms": len(atoms),
+        "bonds": len(pairs),
+        "max_bond_stretch_ratio": max(stretch),
+        "intact": bool(max(stretch) < 1.5),
+        "mean_temperature_K": float(np.mean(temperatures[len(temperatures) // 5 :])),
+        "non_hierarchicality_max": max(hierarchy),
+        "non_hierarchicality_median": float(np.median(hierarchy)),
+        "wall_s": time.perf_counter() - began,
+    }
+
+
+def _water_bonds(atoms: Atoms) -> np.ndarray:
+    """O-H bonds of a water box built as O, H, H triples."""
+    oxygens = np.arange(0, len(atoms), 3)
+    return np.concatenate([np.stack([oxygens, oxygens + 1], 1), np.stack([oxygens, oxygens + 2], 1)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m training validate")
+    parser.add_argument("--md-ps", type=float, default=100.0, help="NVT MD length per molecule (ps)")
+    parser.add_argument("--skip-md", action="store_true")
+    args = parser.parse_args()
+    began = time.perf_counter()
+    potential = mlcalc.load("demo", device="cpu")
+    report = {"potential": potential.name, "test_set": test_set_errors(potential)}
+    report["butane_scan"] = butane_scan(potential)
+    report["azobenzene"] = azobenzene_barriers(potential)
+    atomic_write_json(VALIDATION, report)
+    if not args.skip_md:
+        report["md_stability"] = md_stability(potential, args.md_ps)
+    report["wall_s"] = time.perf_counter() - began
+    atomic_write_json(VALIDATION, report)
+    print(f"wrote {VALIDATION}")
+
+
+if __name__ == "__main__":
+    main()
