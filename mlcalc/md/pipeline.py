@@ -115,8 +115,7 @@ class Run:
                 "or choose another output directory"
             )
         topology, positions = prepare(config)
-        directory.mkdir(parents=True, exist_ok=True)
-        run = cls(config, directory, topology, positions)
+        run = cls(config, directory, topology, positions)  # refuses bad input before anything is written
         _write_pdb(directory / START, topology, positions)
         run.simulation.context.setPositions(positions)
         config.save(directory / CONFIG)
