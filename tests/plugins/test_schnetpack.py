@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk, molecule
+from ase.build import molecule
 from family_checks import assert_openmm_parity, assert_parity, evaluate, run_without
+from family_structures import HCNO_STRUCTURES as STRUCTURES
+from family_structures import diamond, molecular_box
 
 if importlib.util.find_spec("schnetpack") is None:
     pytest.skip("schnetpack is not installed", allow_module_level=True)
@@ -88,35 +90,6 @@ def reference_calculator(path):
         )
 
 
-def organic_cluster() -> Atoms:
-    atoms = Atoms()
-    for k, name in enumerate(["CH3CH2OH", "CH3CONH2", "H2O", "NH3"]):
-        part = molecule(name)
-        part.translate([3.4 * k, 0.6 * (k % 2), 0.0])
-        atoms += part
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-def diamond() -> Atoms:
-    """8 carbon atoms in a sheared cell narrower than twice the 5 Å cutoff: many periodic images."""
-    atoms = bulk("C", "diamond", a=3.57, cubic=True)
-    atoms.set_cell(atoms.cell.array + [[0, 0, 0], [0.3, 0, 0], [0, 0, 0]], scale_atoms=False)
-    atoms.rattle(0.05, seed=2)
-    return atoms
-
-
-def molecular_box() -> Atoms:
-    """The organic cluster in a box, atoms moved by random lattice vectors (unwrapped)."""
-    atoms = organic_cluster()
-    atoms.set_cell([15.5, 8.0, 8.5])
-    atoms.pbc = True
-    atoms.center()
-    atoms.positions += np.random.default_rng(3).integers(-1, 2, size=(len(atoms), 3)) @ atoms.cell.array
-    return atoms
-
-
-STRUCTURES = {"organic cluster": organic_cluster, "sheared diamond": diamond, "molecular box": molecular_box}
 
 
 @pytest.fixture(scope="module")

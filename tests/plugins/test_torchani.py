@@ -5,11 +5,12 @@ from __future__ import annotations
 import importlib.metadata
 import os
 
+import family_structures
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk, molecule
+from ase.build import molecule
 from family_checks import assert_openmm_parity, assert_parity, evaluate, run_without
 
 os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")  # no CUDA extensions here, by design
@@ -48,35 +49,16 @@ def ani2x_architecture(seed: int = 0, ensemble_size: int = 2) -> torch.nn.Module
 
 def organic_cluster() -> Atoms:
     """Five molecules holding all seven ANI-2x elements, close enough for intermolecular angular terms."""
-    atoms = Atoms()
-    for k, name in enumerate(["CH3CH2OH", "CH3Cl", "NH3", "HF", "SH2"]):
-        part = molecule(name)
-        part.translate([3.2 * k, 0.7 * (k % 2), 0.0])
-        atoms += part
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-def diamond() -> Atoms:
-    """8 carbon atoms in a sheared cell narrower than twice the 5.1 Å cutoff: many periodic images."""
-    atoms = bulk("C", "diamond", a=3.57, cubic=True)
-    atoms.set_cell(atoms.cell.array + [[0, 0, 0], [0.3, 0, 0], [0, 0, 0]], scale_atoms=False)
-    atoms.rattle(0.05, seed=2)
-    return atoms
+    return family_structures.organic_cluster(["CH3CH2OH", "CH3Cl", "NH3", "HF", "SH2"], spacing=3.2, stagger=0.7)
 
 
 def molecular_box() -> Atoms:
-    """The organic cluster in a 17.5 × 9 × 9.5 Å box, atoms moved by random lattice vectors (unwrapped):
-    neighbours across the boundaries."""
-    atoms = organic_cluster()
-    atoms.set_cell([17.5, 9.0, 9.5])
-    atoms.pbc = True
-    atoms.center()
-    atoms.positions += np.random.default_rng(3).integers(-1, 2, size=(len(atoms), 3)) @ atoms.cell.array
-    return atoms
+    """The organic cluster in a 17.5 × 9 × 9.5 Å box, unwrapped."""
+    return family_structures.molecular_box(organic_cluster(), [17.5, 9.0, 9.5])
 
 
-STRUCTURES = {"organic cluster": organic_cluster, "sheared diamond": diamond, "molecular box": molecular_box}
+STRUCTURES = family_structures.structure_set(organic_cluster, molecular_box)
+diamond = family_structures.diamond
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import torch
 
 from mlcalc.errors import PluginError
 from mlcalc.plugins import Adapter, Conversion
-
 from mlcalc_hippynn.model import AtomLayer, Block, HIPNNPotential, Interaction, Sensitivity
 
 __all__ = ["HIPNNPotential", "HippynnAdapter", "adapter"]

@@ -14,7 +14,6 @@ import torch
 
 from mlcalc.errors import PluginError
 from mlcalc.plugins import Adapter, Conversion
-
 from mlcalc_torchani.model import ANIPotential
 
 __all__ = ["ANIPotential", "TorchANIAdapter", "adapter"]
