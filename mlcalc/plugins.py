@@ -50,6 +50,36 @@ class Conversion:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def load_saved_model(path: PathLike, family: str, model_kind: str, also: str = "") -> torch.nn.Module:
+    """The model a family's training saved with ``torch.save(model, path)``.
+
+    Unpickling runs code from the file (``weights_only=False``, which whole-model files need): load
+    only files you trust. Raises ``FileNotFoundError``, or :class:`PluginError` for a file that
+    ``torch.load`` cannot read or that holds a dictionary (a state dict or checkpoint) instead of a model.
+
+    Args:
+        path: the file.
+        family: the adapter's name, for the messages.
+        model_kind: what to build from a state dict, e.g. "the MACE model".
+        also: other inputs the adapter reads, for the message (e.g. "and hippynn experiment directories").
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a file of another kind can fail in many ways
+        raise PluginError(
+            f"{path} could not be read with torch.load ({exc}); the {family} adapter reads models saved with "
+            f"torch.save(model, path){' ' + also if also else ''}"
+        ) from exc
+    if isinstance(loaded, dict):
+        raise PluginError(
+            f"{path} holds a dictionary (a state dict or checkpoint), not a model: build {model_kind}, load "
+            "the state dict into it and pass the model (or save it with torch.save(model, path))"
+        )
+    return loaded
+
+
 class Adapter(abc.ABC):
     """Converts models of one family into mlcalc files. Plugins subclass it and register an instance.
 

@@ -130,7 +130,7 @@ def test_model_of_another_family_is_refused(tmp_path):
     with pytest.raises(PluginError, match="torchani.arch.ANI models.*another family"):
         mlcalc.plugins.export("torchani", mlcalc.models.LennardJones(3.4, 0.01, 8.0), tmp_path / "x.pt")
     torch.save(ani2x_architecture(ensemble_size=1).state_dict(), tmp_path / "state.pt")
-    with pytest.raises(PluginError, match="state dict, not a model"):
+    with pytest.raises(PluginError, match="holds a dictionary"):
         mlcalc.plugins.export("torchani", tmp_path / "state.pt", tmp_path / "x.pt")
     (tmp_path / "text.pt").write_text("not a checkpoint")
     with pytest.raises(PluginError, match="could not be read with torch.load"):

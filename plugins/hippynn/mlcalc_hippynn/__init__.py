@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 from mlcalc.errors import PluginError
-from mlcalc.plugins import Adapter, Conversion
+from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_hippynn.model import AtomLayer, Block, HIPNNPotential, Interaction, Sensitivity
 
 __all__ = ["HIPNNPotential", "HippynnAdapter", "adapter"]
@@ -187,13 +187,7 @@ def _load(source: Any) -> Any:
         model = loaded["training_modules"].model
         model.load_state_dict(state_dict)
         return model
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a file of another kind can fail in many ways
-        raise PluginError(
-            f"{path} could not be read with torch.load ({exc}); the hippynn adapter reads models saved with "
-            "torch.save(model, path) and hippynn experiment directories"
-        ) from exc
+    return load_saved_model(path, "hippynn", "the hippynn GraphModule", also="and hippynn experiment directories")
 
 
 adapter = HippynnAdapter()

@@ -16,7 +16,7 @@ from typing import Any, Optional
 import torch
 
 from mlcalc.errors import PluginError
-from mlcalc.plugins import Adapter, Conversion
+from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_mace.model import MACEPotential
 
 __all__ = ["MACEAdapter", "MACEPotential", "adapter"]
@@ -129,20 +129,7 @@ def _load(source: Any) -> torch.nn.Module:
         return source
     if not isinstance(source, (str, os.PathLike)):
         raise PluginError(f"the mace adapter takes a MACE model or the path of one; got {type(source).__name__}")
-    if not os.path.exists(source):
-        raise FileNotFoundError(f"no such file: {source}")
-    try:
-        loaded = torch.load(source, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a file of another kind can fail in many ways
-        raise PluginError(
-            f"{source} could not be read with torch.load ({exc}); the mace adapter reads models saved with "
-            "torch.save(model, path), such as the .model files of mace's training"
-        ) from exc
-    if isinstance(loaded, dict):
-        raise PluginError(
-            f"{source} holds a dictionary (a state dict or checkpoint), not a model: build the MACE model, "
-            "load the state dict into it and pass the model (or save it with torch.save(model, path))"
-        )
+    loaded = load_saved_model(source, "mace", "the MACE model", also="such as the .model files of mace's training")
     return _load(loaded)
 
 

@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import torch
 
 from mlcalc.errors import PluginError
-from mlcalc.plugins import Adapter, Conversion
+from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_schnetpack.model import SchNetPackPotential
 
 __all__ = ["SchNetPackAdapter", "SchNetPackPotential", "adapter", "import_schnetpack"]
@@ -190,20 +190,7 @@ def _species(species: Union[str, Sequence[Union[int, str]], None], max_z: int) -
 
 def _load(source: Any, spk: ModuleType) -> torch.nn.Module:
     if isinstance(source, (str, os.PathLike)):
-        if not os.path.exists(source):
-            raise FileNotFoundError(f"no such file: {source}")
-        try:
-            source = torch.load(source, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a file of another kind can fail in many ways
-            raise PluginError(
-                f"{source} could not be read with torch.load ({exc}); the schnetpack adapter reads models "
-                "saved with torch.save(model, path)"
-            ) from exc
-        if isinstance(source, dict):
-            raise PluginError(
-                "the file holds a dictionary (a state dict or checkpoint), not a model: build the "
-                "NeuralNetworkPotential, load the state dict into it and pass the model"
-            )
+        source = load_saved_model(source, "schnetpack", "the NeuralNetworkPotential")
     if isinstance(source, spk.task.AtomisticTask):
         source = source.model  # a Lightning task wraps the model
     if not isinstance(source, spk.model.NeuralNetworkPotential):

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from mlcalc.errors import PluginError
-from mlcalc.plugins import Adapter, Conversion
+from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_torchani.model import ANIPotential
 
 __all__ = ["ANIPotential", "TorchANIAdapter", "adapter"]
@@ -92,21 +92,7 @@ def _load(source: Any) -> torch.nn.Module:
         return source
     if not isinstance(source, (str, os.PathLike)):
         raise PluginError(f"the torchani adapter takes an ANI model or the path of one; got {type(source).__name__}")
-    if not os.path.exists(source):
-        raise FileNotFoundError(f"no such file: {source}")
-    try:
-        loaded = torch.load(source, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a file of another kind can fail in many ways
-        raise PluginError(
-            f"{source} could not be read with torch.load ({exc}); the torchani adapter reads models saved "
-            "with torch.save(model, path)"
-        ) from exc
-    if isinstance(loaded, dict):
-        raise PluginError(
-            f"{source} holds a state dict, not a model: build the ANI model (e.g. with torchani.arch.Assembler), "
-            "load the state dict into it and pass the model (or save it with torch.save(model, path))"
-        )
-    return loaded
+    return load_saved_model(source, "torchani", "the ANI model (e.g. with torchani.arch.Assembler)")
 
 
 adapter = TorchANIAdapter()
