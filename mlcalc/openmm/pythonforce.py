@@ -20,7 +20,7 @@ import openmm
 import torch
 from openmm import app, unit
 
-from mlcalc.openmm.torchforce import PotentialLike, _as_potential, _check_elements, _ml_indices, atomic_numbers
+from mlcalc.openmm.torchforce import PotentialLike, ml_region
 from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
 
 
@@ -114,23 +114,15 @@ def create_python_force(
     """
     if not hasattr(openmm, "PythonForce"):
         raise ImportError(f"openmm.PythonForce needs OpenMM >= 8.5; this is OpenMM {openmm.__version__}")
-    if isinstance(topology_or_atomic_numbers, app.Topology):
-        numbers = atomic_numbers(topology_or_atomic_numbers)
-        if periodic is None:
-            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
-    else:
-        numbers = [int(z) for z in topology_or_atomic_numbers]
-        periodic = bool(periodic)
-    indices = _ml_indices(atoms, len(numbers))
-    selected = numbers if indices is None else [numbers[i] for i in indices]
-    potential = _as_potential(potential, dtype)
-    _check_elements(potential, selected, indices)
+    potential, selected, indices, periodic, n_particles = ml_region(
+        potential, topology_or_atomic_numbers, atoms, periodic, dtype
+    )
     device = torch.device(device if device is not None else "cpu")
     computation = PotentialComputation(
         potential.module.to(device),
         selected,
         indices,
-        num_particles=len(numbers),
+        num_particles=n_particles,
         periodic=bool(periodic),
         length_scale=ANGSTROM_PER_NM / potential.length_unit_in_angstrom,
         energy_scale=potential.energy_unit_in_ev / EV_PER_KJ_PER_MOL,

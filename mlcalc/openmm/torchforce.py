@@ -150,17 +150,7 @@ def create_force(
             f"openmm-torch cannot be imported here ({_OPENMMTORCH_ERROR}); "
             "pass implementation='python' to evaluate the potential through openmm.PythonForce instead"
         )
-    if isinstance(topology_or_atomic_numbers, app.Topology):
-        numbers = atomic_numbers(topology_or_atomic_numbers)
-        if periodic is None:
-            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
-    else:
-        numbers = [int(z) for z in topology_or_atomic_numbers]
-        periodic = bool(periodic)
-    indices = _ml_indices(atoms, len(numbers))
-    selected = numbers if indices is None else [numbers[i] for i in indices]
-    potential = _as_potential(potential, dtype)
-    _check_elements(potential, selected, indices)
+    potential, selected, indices, periodic, _ = ml_region(potential, topology_or_atomic_numbers, atoms, periodic, dtype)
     module = TorchForceModule(
         potential.module,
         selected,
@@ -225,6 +215,30 @@ def create_system(
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
     return system
+
+
+def ml_region(
+    potential: PotentialLike,
+    topology_or_atomic_numbers: Union[app.Topology, Sequence[int]],
+    atoms: Optional[Sequence[int]],
+    periodic: Optional[bool],
+    dtype,
+) -> tuple[Potential, list[int], Optional[list[int]], bool, int]:
+    """What an ML force evaluates: the potential (loaded, in ``dtype``), the atomic numbers of the ML
+    atoms, their indices (``None``: all particles), whether the system is periodic (from the topology's
+    box unless given) and the number of particles. Unsupported elements and bad indices raise here."""
+    if isinstance(topology_or_atomic_numbers, app.Topology):
+        numbers = atomic_numbers(topology_or_atomic_numbers)
+        if periodic is None:
+            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
+    else:
+        numbers = [int(z) for z in topology_or_atomic_numbers]
+        periodic = bool(periodic)
+    indices = _ml_indices(atoms, len(numbers))
+    selected = numbers if indices is None else [numbers[i] for i in indices]
+    potential = _as_potential(potential, dtype)
+    _check_elements(potential, selected, indices)
+    return potential, selected, indices, periodic, len(numbers)
 
 
 def atomic_numbers(topology: app.Topology) -> list[int]:
