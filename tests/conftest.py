@@ -23,6 +23,16 @@ torch.set_num_threads(2)
 threadpool_limits(1, user_api="blas")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of small MD systems (~100-300 atoms): two torch threads on a shared 2-core machine
+    ran them 10x slower than one (measured). Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def lj_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("models") / "lj.pt"

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import openmm
 import pytest
-import torch
 from conftest import CUTOFF, EPSILON, SIGMA
 from openmm import app, unit
 
@@ -27,13 +26,7 @@ KJ = unit.kilojoule_per_mole
 R = (unit.MOLAR_GAS_CONSTANT_R).value_in_unit(KJ / unit.kelvin)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """256 atoms are too few for two torch threads on a shared 2-core machine (measured 10x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

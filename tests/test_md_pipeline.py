@@ -10,7 +10,6 @@ from pathlib import Path
 import MDAnalysis
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
 from openmm import app, unit
 
@@ -22,13 +21,7 @@ from mlcalc.md.pipeline import Run
 TRIALANINE = Path(__file__).parents[1] / "examples" / "trialanine.pdb"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """108 atoms are too few for two torch threads: on a busy 2-core machine they ran 10x slower than one."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_argon(path: Path, a: float = 5.9, repeat: int = 3) -> Path:
