@@ -6,15 +6,20 @@ with the same shift convention, as ``ase.neighborlist.neighbor_list("ijS", atoms
 Shifts refer to the positions as given, so positions may be unwrapped (OpenMM's CPU platform),
 wrapped per molecule (its CUDA platform) or anywhere else: the edge vectors do not change.
 
-Two paths, chosen per structure:
+Three paths, chosen per structure (``method="auto"``):
 
-* minimum image, when the cutoff is below half of every periodic perpendicular cell width: each
-  pair then has at most one image within the cutoff, found by rounding fractional differences;
-* all images, for smaller cells: positions are wrapped into the cell and every shift within
-  ``floor(cutoff / width) + 1`` cells is searched, so small crystal cells get all their images.
+* cell list (:mod:`mlcalc.cell_list`), O(N), for structures of at least ``CELL_LIST_MIN_ATOMS``
+  atoms, any cell (also cells narrower than the cutoff), any pbc;
+* brute force, O(N^2), below that size, faster there than binning:
 
-Both are written by hand because TorchScript cannot call ASE or a C++ list at run time, and the
-graph has to live inside the file so that every engine builds exactly the same one.
+  * minimum image, when the cutoff is below half of every periodic perpendicular cell width: each
+    pair then has at most one image within the cutoff, found by rounding fractional differences;
+  * all images, for smaller cells: positions are wrapped into the cell and every shift within
+    ``floor(cutoff / width) + 1`` cells is searched, so small crystal cells get all their images.
+
+``method="cell"`` or ``"brute"`` forces a path (tests, benchmarks). All are written by hand because
+TorchScript cannot call ASE or a C++ list at run time, and the graph has to live inside the file so
+that every engine builds exactly the same one.
 """
 
 from __future__ import annotations
@@ -24,10 +29,14 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from mlcalc.cell_list import cell_list_pairs
+
 #: Candidate (pair, image) distances evaluated at once; bounds memory to ~100 MB in float64.
 PAIR_CHUNK = 1 << 21
 #: More lattice images than this means a cell absurdly small for the cutoff (or wrong units).
 MAX_IMAGES = 1_000_000
+#: Structures with at least this many atoms use the cell list (measured crossover, benchmarks/).
+CELL_LIST_MIN_ATOMS = 200
 # (TorchScript cannot read module globals: the functions below take these as arguments.)
 
 
@@ -141,16 +150,9 @@ def _all_image_pairs(
     offsets = torch.floor(torch.matmul(positions, inverse)) * pbc_mask
     wrapped = positions - torch.matmul(offsets, cell)
     ranges: List[Tensor] = []
-    count = 1
     for k in range(3):
         reach = int(cutoff / widths[k]) + 1 if pbc[k] else 0
-        count *= 2 * reach + 1
         ranges.append(torch.arange(-reach, reach + 1, device=device, dtype=dtype))
-    if count > max_images:
-        raise ValueError(
-            "the cell needs {} periodic images for cutoff {}: its perpendicular widths {} are far "
-            "below the cutoff; check the cell and its units".format(count, cutoff, widths)
-        )
     grid = torch.meshgrid(ranges, indexing="ij")
     images = torch.stack([g.reshape(-1) for g in grid], dim=1)  # [M, 3]
     image_vectors = torch.matmul(images, cell)
@@ -176,6 +178,19 @@ def _all_image_pairs(
     return torch.cat(first), torch.cat(second), torch.cat(shifts)
 
 
+def _check_images(pbc: List[bool], widths: List[float], cutoff: float, max_images: int) -> None:
+    """Raise ``ValueError`` when the cell needs more than ``max_images`` lattice images."""
+    count = 1
+    for k in range(3):
+        reach = int(cutoff / widths[k]) + 1 if pbc[k] else 0
+        count *= 2 * reach + 1
+    if count > max_images:
+        raise ValueError(
+            "the cell needs {} periodic images for cutoff {}: its perpendicular widths {} are far "
+            "below the cutoff; check the cell and its units".format(count, cutoff, widths)
+        )
+
+
 def build_single_graph(
     positions: Tensor,
     cell: Tensor,
@@ -183,9 +198,16 @@ def build_single_graph(
     cutoff: float,
     pair_chunk: int = PAIR_CHUNK,
     max_images: int = MAX_IMAGES,
+    method: str = "auto",
+    cell_list_min_atoms: int = CELL_LIST_MIN_ATOMS,
 ) -> Tuple[Tensor, Tensor]:
     """Full neighbour list of one structure: ``edge_index`` [2, E] (i, j) and integer ``shifts`` [E, 3],
-    sorted by ``i``, with ``r_j - r_i + shifts @ cell`` shorter than ``cutoff``."""
+    sorted by ``i``, with ``r_j - r_i + shifts @ cell`` shorter than ``cutoff``.
+
+    ``method``: ``"auto"`` (cell list from ``cell_list_min_atoms`` atoms on), ``"cell"`` or ``"brute"``.
+    """
+    if method != "auto" and method != "cell" and method != "brute":
+        raise ValueError("method must be 'auto', 'cell' or 'brute', got '{}'".format(method))
     device = positions.device
     n = positions.shape[0]
     if n == 0:
@@ -197,6 +219,9 @@ def build_single_graph(
     widths: List[float] = (1.0 / torch.linalg.norm(inverse64, dim=0)).tolist()
     inverse = inverse64.to(positions.dtype)
     cell_d = completed.to(positions.dtype)
+    _check_images(pbc, widths, cutoff, max_images)
+    if method == "cell" or (method == "auto" and n >= cell_list_min_atoms):
+        return cell_list_pairs(positions, completed, inverse64, pbc, widths, cutoff, pair_chunk)
     periodic = pbc[0] or pbc[1] or pbc[2]
     minimum_image = True
     for k in range(3):
@@ -228,6 +253,8 @@ def build_graph(
     cutoff: float,
     pair_chunk: int = PAIR_CHUNK,
     max_images: int = MAX_IMAGES,
+    method: str = "auto",
+    cell_list_min_atoms: int = CELL_LIST_MIN_ATOMS,
 ) -> Tuple[Tensor, Tensor]:
     """Neighbour list of a batch of structures.
 
@@ -237,6 +264,8 @@ def build_graph(
         pbc: [B, 3] bool periodic flags.
         batch: [N] int64 structure index of each atom, non-decreasing.
         cutoff: in the unit of ``positions``.
+        method: ``"auto"``, ``"cell"`` (cell list) or ``"brute"`` (O(N^2)), see the module docstring.
+        cell_list_min_atoms: structures from this size on use the cell list with ``"auto"``.
 
     Returns:
         ``edge_index`` [2, E] int64 (row 0 the centre atom i, row 1 the neighbour j, global indices) and
@@ -254,7 +283,9 @@ def build_graph(
         start = 0
         for b in range(n_systems):
             stop = start + counts[b]
-            e, s = build_single_graph(positions[start:stop], cell[b], pbc_rows[b], cutoff, pair_chunk, max_images)
+            e, s = build_single_graph(
+                positions[start:stop], cell[b], pbc_rows[b], cutoff, pair_chunk, max_images, method, cell_list_min_atoms
+            )
             edges.append(e + start)
             shifts.append(s)
             start = stop

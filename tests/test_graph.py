@@ -1,18 +1,27 @@
-"""The TorchScript graph builder against ase.neighborlist.neighbor_list: same pairs, same shifts."""
+"""The TorchScript graph builder against ase.neighborlist.neighbor_list: same pairs, same shifts.
+
+Every path is compared with ASE: the cell list and the brute-force paths (minimum image, all images
+for small cells) forced through ``method=``, and the automatic choice on larger structures.
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
+from ase.build import bulk
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structures import ALL, unwrap
 
 import mlcalc
-from mlcalc.graph import build_graph, complete_cell
+from mlcalc.graph import CELL_LIST_MIN_ATOMS, MAX_IMAGES, PAIR_CHUNK, build_graph, complete_cell
+
+METHODS = ("auto", "brute", "cell")
 
 # Pairs this close to the cutoff may fall either side of it by round-off: ASE computes
 # |r_j - r_i + S @ cell| with numpy, we with torch, in another order of operations.
@@ -24,17 +33,42 @@ def pair_set(i, j, shifts, distances, cutoff, band):
     return {(a, b, tuple(s)) for a, b, s in zip(i[keep].tolist(), j[keep].tolist(), shifts[keep].tolist())}
 
 
-def assert_same_graph(atoms: Atoms, cutoff: float, dtype=torch.float64):
+@lru_cache(maxsize=1)
+def scripted_build_graph():
+    return torch.jit.script(build_graph)
+
+
+def graph(atoms: Atoms, cutoff: float, dtype=torch.float64, method="auto", pair_chunk=PAIR_CHUNK, device="cpu"):
+    """``(i, j, S)`` of the scripted builder with a forced ``method``."""
+    positions = torch.as_tensor(atoms.positions, dtype=dtype, device=device)
+    cell = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device).unsqueeze(0)
+    pbc = torch.as_tensor(atoms.pbc, device=device).unsqueeze(0)
+    batch = torch.zeros(len(atoms), dtype=torch.long, device=device)
+    edge_index, shifts = scripted_build_graph()(
+        positions, cell, pbc, batch, float(cutoff), pair_chunk, MAX_IMAGES, method
+    )
+    return edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy(), shifts.cpu().numpy()
+
+
+def assert_same_graph(atoms: Atoms, cutoff: float, dtype=torch.float64, methods=("auto",), pair_chunk=PAIR_CHUNK):
+    """Each of ``methods`` finds ASE's pairs and shifts (away from round-off at the cutoff), each
+    edge once, sorted by centre atom; returns the last method's ``(i, j, S)``."""
     i, j, shifts, d = ase_neighbor_list("ijSd", atoms, cutoff)
     expected = pair_set(i, j, shifts, d, cutoff, BOUNDARY[dtype])
-    mi, mj, ms = mlcalc.neighbor_list(atoms, cutoff, dtype=dtype)
-    vectors = atoms.positions[mj] - atoms.positions[mi] + ms @ atoms.cell.array
-    found = pair_set(mi, mj, ms, np.linalg.norm(vectors, axis=1), cutoff, BOUNDARY[dtype])
-    assert found == expected, (
-        f"missing {sorted(expected - found)[:5]}, extra {sorted(found - expected)[:5]} "
-        f"(pbc={atoms.pbc.tolist()}, cutoff={cutoff})"
-    )
-    assert (np.diff(mi) >= 0).all(), "edges must be sorted by centre atom"
+    for method in methods:
+        if method == "auto" and pair_chunk == PAIR_CHUNK:
+            mi, mj, ms = mlcalc.neighbor_list(atoms, cutoff, dtype=dtype)
+        else:
+            mi, mj, ms = graph(atoms, cutoff, dtype, method, pair_chunk)
+        vectors = atoms.positions[mj] - atoms.positions[mi] + ms @ atoms.cell.array
+        found = pair_set(mi, mj, ms, np.linalg.norm(vectors, axis=1), cutoff, BOUNDARY[dtype])
+        assert found == expected, (
+            f"{method}: missing {sorted(expected - found)[:5]}, extra {sorted(found - expected)[:5]} "
+            f"(pbc={atoms.pbc.tolist()}, cutoff={cutoff}, {len(atoms)} atoms)"
+        )
+        assert (np.diff(mi) >= 0).all(), f"{method}: edges must be sorted by centre atom"
+        edges = set(zip(mi.tolist(), mj.tolist(), map(tuple, ms.tolist())))
+        assert len(edges) == len(mi), f"{method}: repeated edges"
     return mi, mj, ms
 
 
@@ -75,7 +109,7 @@ def random_structures(draw, cutoff_range=(0.05, 2.5), max_atoms=40):
 @given(random_structures())
 def test_pairs_and_shifts_equal_ase_float64(case):
     atoms, cutoff = case
-    assert_same_graph(atoms, cutoff)
+    assert_same_graph(atoms, cutoff, methods=("brute", "cell"))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -83,21 +117,22 @@ def test_pairs_and_shifts_equal_ase_float64(case):
 def test_pairs_and_shifts_equal_ase_near_half_width(case):
     """Where the minimum-image shortcut stops being valid: two images of a pair may both count."""
     atoms, cutoff = case
-    assert_same_graph(atoms, cutoff)
+    assert_same_graph(atoms, cutoff, methods=("brute", "cell"))
 
 
 def test_two_images_of_one_pair_within_the_cutoff():
     """Box 10 Å, atoms 5 Å apart, cutoff 5.5 Å: both images count, in both directions."""
     atoms = Atoms("Ar2", positions=[[0, 0, 0], [5.0, 0, 0]], cell=[10.0, 30.0, 30.0], pbc=True)
-    i, j, s = assert_same_graph(atoms, 5.5)
-    assert sorted(zip(i.tolist(), j.tolist(), s[:, 0].tolist())) == [(0, 1, -1), (0, 1, 0), (1, 0, 0), (1, 0, 1)]
+    for method in METHODS:
+        i, j, s = assert_same_graph(atoms, 5.5, methods=(method,))
+        assert sorted(zip(i.tolist(), j.tolist(), s[:, 0].tolist())) == [(0, 1, -1), (0, 1, 0), (1, 0, 0), (1, 0, 1)]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_structures())
 def test_pairs_and_shifts_equal_ase_float32(case):
     atoms, cutoff = case
-    assert_same_graph(atoms, cutoff, dtype=torch.float32)
+    assert_same_graph(atoms, cutoff, dtype=torch.float32, methods=("brute", "cell"))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,19 +142,21 @@ def test_unwrapping_by_lattice_vectors_changes_only_shifts(case, seed):
     atoms, cutoff = case
     moved = unwrap(atoms, seed=seed)
     n = np.round((moved.positions - atoms.positions) @ np.linalg.inv(atoms.cell.array)).astype(int)
-    i, j, s = mlcalc.neighbor_list(atoms, cutoff)
-    mi, mj, ms = mlcalc.neighbor_list(moved, cutoff)
-    d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array, axis=1)
-    md = np.linalg.norm(atoms.positions[mj] - atoms.positions[mi] + (ms - n[mi] + n[mj]) @ atoms.cell.array, axis=1)
-    assert pair_set(i, j, s, d, cutoff, 1e-9) == pair_set(mi, mj, ms - n[mi] + n[mj], md, cutoff, 1e-9)
+    for method in ("brute", "cell"):
+        i, j, s = graph(atoms, cutoff, method=method)
+        mi, mj, ms = graph(moved, cutoff, method=method)
+        d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array, axis=1)
+        ms = ms - n[mi] + n[mj]
+        md = np.linalg.norm(atoms.positions[mj] - atoms.positions[mi] + ms @ atoms.cell.array, axis=1)
+        assert pair_set(i, j, s, d, cutoff, 1e-9) == pair_set(mi, mj, ms, md, cutoff, 1e-9), method
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
 @pytest.mark.parametrize("cutoff", [2.5, 5.0, 8.5, 12.0])
 def test_reference_structures(name, cutoff):
     atoms = ALL[name]()
-    assert_same_graph(atoms, cutoff)
-    assert_same_graph(unwrap(atoms, seed=1), cutoff)
+    assert_same_graph(atoms, cutoff, methods=METHODS)
+    assert_same_graph(unwrap(atoms, seed=1), cutoff, methods=METHODS)
 
 
 def test_both_paths_are_exercised():
@@ -130,6 +167,68 @@ def test_both_paths_are_exercised():
     assert widths(narrow.cell.array).max() < 8.5
     i, _, s = assert_same_graph(narrow, 8.5)
     assert len(i) > 70 and np.abs(s).max() >= 2  # the single atom sees dozens of its own images
+
+
+def water_like_box(n: int, seed: int = 0, skew: bool = False) -> Atoms:
+    """``n`` atoms at 0.1 atoms/Å³ (liquid water), uniformly random, optionally in a skewed cell."""
+    rng = np.random.default_rng(seed)
+    length = (n / 0.1) ** (1 / 3)
+    cell = np.eye(3) * length
+    if skew:
+        cell[1, 0], cell[2, 0], cell[2, 1] = 0.4 * length, -0.3 * length, 0.25 * length
+    return Atoms(numbers=np.ones(n, int), scaled_positions=rng.random((n, 3)), cell=cell, pbc=True)
+
+
+def large_structures() -> dict[str, tuple[Atoms, float]]:
+    """A few thousand atoms each: the automatic choice takes the cell list."""
+    slab = water_like_box(1500, seed=2)
+    slab.pbc = [True, True, False]
+    slab.positions[:, 2] *= 0.5  # a film with vacuum above it, open along z
+    cluster = water_like_box(1200, seed=3)
+    cluster.pbc = False
+    cluster.cell[:] = 0.0  # no cell at all: the bounding box is binned
+    cluster.positions += 1e3
+    return {
+        "water_3000": (water_like_box(3000), 5.0),
+        "skewed_unwrapped_2000": (unwrap(water_like_box(2000, seed=1, skew=True), seed=2), 5.0),
+        "slab_1500": (slab, 6.0),
+        "open_cluster_1200": (cluster, 4.0),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(large_structures()))
+def test_large_structures_take_the_cell_list_and_equal_ase(name):
+    atoms, cutoff = large_structures()[name]
+    assert len(atoms) >= CELL_LIST_MIN_ATOMS  # "auto" is the cell list here
+    assert_same_graph(atoms, cutoff)
+
+
+def test_large_structure_float32_and_small_chunks():
+    """float32 positions (pre-filter and re-check in float32), and chunks of ~40 atoms each."""
+    atoms, cutoff = large_structures()["skewed_unwrapped_2000"]
+    assert_same_graph(atoms, cutoff, dtype=torch.float32)
+    assert_same_graph(atoms, cutoff, methods=("cell",), pair_chunk=5000)
+
+
+def test_sparse_open_structure_keeps_bins_bounded():
+    """Atoms 10⁵ Å apart in open space would need ~10¹⁵ cutoff-sized bins: the grid is coarsened."""
+    rng = np.random.default_rng(5)
+    groups = [rng.normal(size=(20, 3)) * 2.0 + corner for corner in np.eye(3) * 1e5]
+    atoms = Atoms(numbers=np.ones(80, int), positions=np.concatenate(groups + [rng.normal(size=(20, 3))]))
+    assert_same_graph(atoms, 3.0, methods=("cell",))
+
+
+def test_coincident_atoms_are_neighbours():
+    """Two atoms at the same point are a pair at distance 0 (only (i, i, 0) is excluded)."""
+    atoms = Atoms("Ar3", positions=[[1, 1, 1], [1, 1, 1], [3, 1, 1]], cell=[4.0, 4.0, 4.0], pbc=True)
+    for method in ("brute", "cell"):
+        i, j, _ = assert_same_graph(atoms, 2.5, methods=(method,))
+        assert (0, 1) in set(zip(i.tolist(), j.tolist()))
+
+
+def test_unknown_method_raises():
+    with pytest.raises(Exception, match="method must be"):
+        graph(ALL["cluster"](), 5.0, method="fast")
 
 
 def test_batch_equals_separate_structures():
@@ -196,3 +295,26 @@ def test_cuda_graph_equals_cpu():
             gpu = mlcalc.neighbor_list(atoms, 8.5, dtype=dtype, device="cuda")
             for a, b in zip(cpu, gpu):
                 assert np.array_equal(a, b), name
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_cell_list_equals_cpu(dtype):
+    for name, (atoms, cutoff) in large_structures().items():
+        cpu = graph(atoms, cutoff, dtype=dtype, method="cell")
+        gpu = graph(atoms, cutoff, dtype=dtype, method="cell", device="cuda")
+        for a, b in zip(cpu, gpu):
+            assert np.array_equal(a, b), name
+
+
+@pytest.mark.parametrize("method", ["auto", "brute", "cell"])
+def test_public_neighbor_list_takes_every_path(method):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=4)
+    i, j, shifts, d = ase_neighbor_list("ijSd", atoms, 5.0)
+    mi, mj, ms = mlcalc.neighbor_list(atoms, 5.0, method=method)
+    assert {(a, b, tuple(s)) for a, b, s in zip(mi, mj, ms.tolist())} == {
+        (a, b, tuple(s)) for a, b, s in zip(i, j, shifts.tolist())
+    }
+    with pytest.raises(ValueError, match="method must be one of"):
+        mlcalc.neighbor_list(atoms, 5.0, method="fast")

@@ -1,0 +1,177 @@
+"""What the engines add on top of the exported module: ASE calculator, OpenMM TorchForce, batched NEB.
+
+Each measurement compares an engine path with the bare TorchScript module (``compute``: forward
+and backward) on the same input, in the same process, so the ratios share the machine's state.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from common import argon_box, argon_molecule, paired_times
+
+import mlcalc
+from mlcalc.units import ANGSTROM_PER_NM
+
+
+def export_lj(directory: Path) -> Path:
+    """The Lennard-Jones argon potential of the benchmarks (σ 3.405 Å, ε 0.0103 eV, cutoff 8.5 Å)."""
+    path = directory / "lj-argon.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=3.405, epsilon=0.0103, cutoff=8.5), path)
+    return path
+
+
+def _bare_compute(potential: mlcalc.Potential, atoms: Atoms, virial: bool):
+    """``module.compute`` (forces, and virial when the calculator would ask for stress) on ``atoms``."""
+    args = (
+        torch.tensor(atoms.numbers),
+        torch.tensor(atoms.positions, dtype=potential.dtype),
+        torch.tensor(atoms.cell.array, dtype=potential.dtype),
+        torch.tensor(atoms.pbc),
+        None,
+    )
+    return lambda: potential.module.compute(*args, True, virial)
+
+
+def ase_overhead(path: Path, atoms: Atoms, label: str) -> dict:
+    """``MLCalculator.get_forces`` on a changed structure (energy, forces, stress when periodic)
+    against the bare module's ``compute`` on the same input."""
+    calc = mlcalc.MLCalculator(path, device="cpu")
+    atoms = atoms.copy()
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+
+    def calculator_call() -> None:
+        atoms.positions += rng.normal(scale=1e-4, size=atoms.positions.shape)
+        atoms.get_forces()
+
+    periodic = bool(atoms.pbc.any()) and abs(atoms.cell.volume) > 0
+    t = paired_times({"bare": _bare_compute(calc.potential, atoms, periodic), "calculator": calculator_call})
+    return {
+        "system": label,
+        "n_atoms": len(atoms),
+        "bare_compute": t["bare"],
+        "calculator_get_forces": t["calculator"],
+        "ratio": t["calculator"]["min_s"] / t["bare"]["min_s"],
+        "ratio_of_medians": t["calculator"]["median_s"] / t["bare"]["median_s"],
+        "target": "<= 1.10",
+    }
+
+
+def openmm_overhead(path: Path, atoms: Atoms, label: str, steps: int) -> dict:
+    """Steps/s of a Verlet simulation (OpenMM CPU platform, TorchForce from ``create_system``)
+    against evaluations/s of the bare module's ``compute`` (forces) on the same structure."""
+    import openmm
+    from openmm import app, unit
+
+    import mlcalc.openmm
+
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(len(atoms)):
+        residue = topology.addResidue("AR", chain)
+        topology.addAtom("Ar", app.element.argon, residue)
+    periodic = bool(atoms.pbc.all())
+    if periodic:
+        topology.setPeriodicBoxVectors(atoms.cell.array / ANGSTROM_PER_NM * unit.nanometer)
+    system = mlcalc.openmm.create_system(topology, path, remove_cm_motion=False)
+    integrator = openmm.VerletIntegrator(0.5 * unit.femtosecond)
+    platform = openmm.Platform.getPlatformByName("CPU")
+    context = openmm.Context(system, integrator, platform)
+    context.setPositions(atoms.positions / ANGSTROM_PER_NM)
+    integrator.step(3)
+
+    potential = mlcalc.load(path, device="cpu")
+    bare = _bare_compute(potential, atoms, False)
+
+    def bare_steps() -> None:
+        for _ in range(steps):
+            bare()
+
+    t = paired_times(
+        {"openmm": lambda: integrator.step(steps), "bare": bare_steps}, repeats=10, budget_s=20.0, warmup=1
+    )
+    steps_per_s = steps / t["openmm"]["min_s"]
+    evaluations_per_s = steps / t["bare"]["min_s"]
+    return {
+        "system": label,
+        "n_atoms": len(atoms),
+        "openmm_steps_per_s": steps_per_s,
+        "bare_evaluations_per_s": evaluations_per_s,
+        "ratio": steps_per_s / evaluations_per_s,
+        "ratio_of_medians": t["bare"]["median_s"] / t["openmm"]["median_s"],
+        "platform": "CPU",
+        "platform_threads": platform.getPropertyValue(context, "Threads"),
+        "target": ">= 0.90",
+    }
+
+
+def neb_batching(path: Path, n_images: int = 8) -> dict:
+    """One band evaluation of ``n_images`` images of a 20-atom LJ cluster: one ``calculate_batch``
+    call, and :class:`~mlcalc.workflows.batch.BandCalculator` (what the NEB uses), against a loop
+    with one calculator per image."""
+    from mlcalc.workflows.batch import BandCalculator
+    from mlcalc.workflows.neb import make_band
+
+    initial = argon_molecule(2)[:20]
+    final = initial.copy()
+    final.positions[0] += [1.5, 0.8, 0.0]
+    images = make_band(initial, final, n_images - 2, interpolation="linear")
+    potential = mlcalc.load(path, device="cpu")
+    calc = mlcalc.MLCalculator(potential)
+    rng = np.random.default_rng(0)
+
+    def moved() -> list[Atoms]:
+        for image in images:
+            image.positions += rng.normal(scale=1e-4, size=image.positions.shape)
+        return images
+
+    loop_images = [image.copy() for image in images]
+    for image in loop_images:
+        image.calc = mlcalc.MLCalculator(potential)
+
+    def per_image_loop() -> None:
+        for image in loop_images:
+            image.positions += rng.normal(scale=1e-4, size=image.positions.shape)
+            image.get_forces()
+
+    band_images = [image.copy() for image in images]
+    BandCalculator(calc, band_images)
+
+    def band_calculator() -> None:
+        for image in band_images:
+            image.positions += rng.normal(scale=1e-4, size=image.positions.shape)
+        for image in band_images:
+            image.get_forces()
+
+    t = paired_times({"loop": per_image_loop, "batch": lambda: calc.calculate_batch(moved()), "band": band_calculator})
+    return {
+        "n_images": n_images,
+        "atoms_per_image": len(initial),
+        "per_image_loop": t["loop"],
+        "calculate_batch": t["batch"],
+        "band_calculator": t["band"],
+        "speedup_calculate_batch": t["loop"]["min_s"] / t["batch"]["min_s"],
+        "speedup_band_calculator": t["loop"]["min_s"] / t["band"]["min_s"],
+        "target": ">= 2",
+    }
+
+
+def all_overheads(directory: Path) -> dict:
+    path = export_lj(directory)
+    molecule, box = argon_molecule(), argon_box()
+    started = time.time()
+    out = {
+        "ase": [ase_overhead(path, molecule, "argon cluster, open"), ase_overhead(path, box, "fcc argon, periodic")],
+        "openmm": [
+            openmm_overhead(path, molecule, "argon cluster, open", steps=200),
+            openmm_overhead(path, box, "fcc argon, periodic", steps=20),
+        ],
+        "neb": neb_batching(path),
+    }
+    out["wall_s"] = time.time() - started
+    return out
