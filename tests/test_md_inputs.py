@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from openmm import unit
 from test_md_pipeline import write_argon
 
 import mlcalc
@@ -91,3 +93,27 @@ def test_box_too_small_for_the_mm_cutoff(tmp_path, morse_file):
         mm_cutoff=1.2,
     )
     start_fails(config, r"less than twice the MM nonbonded cutoff \(1\.2 nm\)")
+
+
+def test_sdf_solute_is_read_with_its_bonds_and_hydrogens(tmp_path):
+    """An SDF written by RDKit, hydrogens included or left implicit: the topology holds RDKit's atoms,
+    bonds and coordinates (Å in the file, nm in OpenMM)."""
+    Chem = pytest.importorskip("rdkit.Chem")
+    from rdkit.Chem import AllChem
+
+    from mlcalc.md.prepare import read_structure
+
+    ethanol = Chem.AddHs(Chem.MolFromSmiles("CCO"))
+    AllChem.EmbedMolecule(ethanol, randomSeed=1)
+    explicit = tmp_path / "ethanol.sdf"
+    Chem.MolToMolFile(ethanol, str(explicit))
+    topology, positions = read_structure(explicit)
+    assert [a.element.atomic_number for a in topology.atoms()] == [a.GetAtomicNum() for a in ethanol.GetAtoms()]
+    assert topology.getNumBonds() == ethanol.GetNumBonds() == 8
+    np.testing.assert_allclose(
+        positions.value_in_unit(unit.angstrom), ethanol.GetConformer().GetPositions(), rtol=0, atol=1e-4
+    )  # the MOL format stores 4 decimals
+    heavy = tmp_path / "ethanol-no-h.sdf"
+    Chem.MolToMolFile(Chem.RemoveHs(ethanol), str(heavy))
+    topology, _ = read_structure(heavy)
+    assert sorted(a.element.symbol for a in topology.atoms()) == sorted("CCOHHHHHH")

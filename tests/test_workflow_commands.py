@@ -65,6 +65,7 @@ def test_path_and_neb_from_its_band(butane, tmp_path, capsys):
     assert neb["calculator_calls"] <= neb["band_evaluations"]  # one batched model call per band evaluation
     out = capsys.readouterr().out
     assert "barrier" in out and "model calls" in out
+    assert "FIRE:" in out  # the optimiser's log, one line per step, unless --quiet
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fmax", type=float, default=0.05, help="NEB force tolerance, eV/Å (default 0.05)")
     parser.add_argument("--steps", type=int, default=1000, help="maximum optimiser iterations")
     parser.add_argument("--optimizer", default="FIRE", help="FIRE (default), BFGS, LBFGS, MDMin or FIRE2")
+    parser.add_argument("--quiet", action="store_true", help="no optimiser log (one line per step) on stdout")
     add_output_argument(parser, "neb")
     parser.set_defaults(run=run)
 
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         fmax=args.fmax,
         steps=args.steps,
         optimizer=args.optimizer,
+        logfile=None if args.quiet else "-",
         output=args.output,
     )
     print(
