@@ -5,17 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from ase import units
 from threadpoolctl import threadpool_limits
 
 import mlcalc
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-SIGMA = 3.405  # Å
-EPSILON = 119.8 * units.kB  # eV
-CUTOFF = 8.5  # Å
-MORSE = dict(epsilon=0.0104, rho0=6.0, r0=3.8, rcut1=1.6, rcut2=2.2)  # cutoff 8.36 Å
+sys.path.insert(0, str(Path(__file__).parent))  # structures.py, reference_parameters.py
+from reference_parameters import CUTOFF, EPSILON, MORSE, SIGMA  # noqa: E402
 
 torch.set_num_threads(2)
 # numpy's OpenBLAS workers busy-wait after every call and starve torch on small machines: an ASE

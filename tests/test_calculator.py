@@ -26,7 +26,7 @@ from ase.optimize import (
 )
 from ase.optimize.precon import Exp, PreconFIRE, PreconLBFGS
 from ase.units import fs
-from conftest import CUTOFF, EPSILON, MORSE, SIGMA
+from reference_parameters import CUTOFF, EPSILON, MORSE, SIGMA
 from scipy.spatial.transform import Rotation
 from structures import ALL, unwrap
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.units import Bohr, Hartree
-from conftest import CUTOFF, EPSILON, SIGMA
+from reference_parameters import CUTOFF, EPSILON, SIGMA
 from structures import ALL
 from torch import Tensor
 

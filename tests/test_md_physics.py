@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import openmm
 import pytest
-from conftest import CUTOFF, EPSILON, SIGMA
 from openmm import app, unit
+from reference_parameters import CUTOFF, EPSILON, SIGMA
 
 from mlcalc.openmm import create_system
 from mlcalc.units import EV_PER_KJ_PER_MOL

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import openmm
 import pytest
-from conftest import CUTOFF, EPSILON, SIGMA
 from openmm import app, unit
+from reference_parameters import CUTOFF, EPSILON, SIGMA
 from structures import ALL, unwrap
 from test_openmm import evaluate, topology_of
 

@@ -7,8 +7,8 @@ import openmm
 import pytest
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.calculators.morse import MorsePotential as AseMorse
-from conftest import CUTOFF, EPSILON, MORSE, SIGMA
 from openmm import unit
+from reference_parameters import CUTOFF, EPSILON, MORSE, SIGMA
 from structures import ALL, unwrap
 
 import mlcalc

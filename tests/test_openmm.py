@@ -10,8 +10,8 @@ import openmm
 import pytest
 import torch
 from ase import Atoms
-from conftest import CUTOFF, EPSILON, SIGMA
 from openmm import app, unit
+from reference_parameters import CUTOFF, EPSILON, SIGMA
 from structures import ALL, unwrap
 
 import mlcalc

@@ -10,7 +10,7 @@ from ase import Atoms
 from ase.calculators.lj import LennardJones
 from ase.mep import NEB
 from ase.optimize import BFGS, FIRE
-from conftest import CUTOFF, EPSILON, SIGMA
+from reference_parameters import CUTOFF, EPSILON, SIGMA
 
 import mlcalc
 from mlcalc.workflows.batch import BandCalculator
