@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlcalc.cli import main
@@ -17,7 +20,45 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_demo_runs_both_engines_and_they_agree(tmp_path, capsys):
-    assert main(["demo", "--output", str(tmp_path), "--steps", "200"]) == 0
+    """The main job cut short (4 scan points, 3 NEB images, 0.1 ps of MD): its printed numbers are those of its
+    tables, GFN2-xTB's own butane profile has its known shape, the water box stays water and OpenMM and ASE give
+    the same energy for the same file; then ``--argon``, the Lennard-Jones check against ASE's own LJ."""
+    output = tmp_path / "demo"
+    short = ["--scan-step", "90", "--neb-images", "3", "--md-ps", "0.1"]
+    assert main(["demo", "--output", str(output), *short]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^report: (.+)$", out, re.M).group(1) == str((output / "report.md").resolve())
+    summary = json.loads((output / "summary.json").read_text())
+
+    scan = list(csv.DictReader((output / "butane-torsion.csv").open()))
+    assert [float(row["angle_deg"]) for row in scan] == [180.0, 90.0, 0.0, -90.0]
+    demo, xtb = (np.array([float(row[key]) for row in scan]) for key in ("demo_kcal_mol", "gfn2_xtb_relaxed_kcal_mol"))
+    rmse = np.sqrt(np.mean((demo - xtb) ** 2))
+    assert summary["butane_torsion"]["rmse_vs_gfn2_xtb_relaxed_scan_kcal_mol"] == pytest.approx(rmse, rel=1e-9)
+    printed = float(re.search(r"RMSE ([0-9.]+) kcal/mol vs GFN2-xTB's relaxed scan", out).group(1))
+    assert printed == pytest.approx(rmse, abs=0.006)
+    assert xtb.argmax() == 2 and 3.0 < xtb[2] < 8.0  # eclipsed 0° highest (GFN2-xTB: 5.0 kcal/mol)
+    assert all(row["demo_converged"] == row["gfn2_xtb_converged"] == "true" for row in scan)
+
+    band = list(csv.DictReader((output / "butane-neb.csv").open()))
+    assert len(band) == 3 + 2
+    neb = summary["butane_neb"]
+    assert neb["barrier_demo_kcal_mol"] == pytest.approx(max(float(row["demo_kcal_mol"]) for row in band), rel=1e-9)
+    assert 1.5 < neb["barrier_gfn2_xtb_neb_kcal_mol"] < 4.0  # measured 2.6
+    assert abs(float(band[-1]["demo_dihedral_deg"])) == pytest.approx(65.0, abs=10.0)  # the band ends gauche
+
+    water = summary["water_npt"]
+    assert water["waters"] == 32 and len((output / "water-npt.csv").read_text().splitlines()) == 1 + 2
+    assert water["relative_difference"] < 1e-12
+    assert 0.8 < water["mean_density_second_half_g_cm3"] < 1.2 and water["longest_OH_A"] < 1.3
+    relative = float(re.search(r"relative difference ([0-9.e+-]+)", out).group(1))
+    assert relative < 1e-12
+    for part in ("butane_torsion", "butane_neb", "water_npt"):
+        assert 0.0 < summary[part]["non_hierarchicality_max"] < 1.0
+    for name in ("report.md", "butane-torsion.png", "butane-neb.png", "water-npt.png", "torsion/gfn2-xtb/scan.csv"):
+        assert (output / name).stat().st_size > 0
+
+    assert main(["demo", "--argon", "--output", str(tmp_path / "argon"), "--steps", "200"]) == 0
     out = capsys.readouterr().out
     assert "converged=True" in out
     differences = [float(x) for x in re.findall(r"\|Δ\w+\| = ([0-9.e+-]+)", out)]
@@ -25,7 +66,7 @@ def test_demo_runs_both_engines_and_they_agree(tmp_path, capsys):
     relative = float(re.search(r"relative difference ([0-9.e+-]+)", out).group(1))
     assert relative < 1e-12
     for name in ("argon-lj.pt", "argon-fcc-relaxed.extxyz", "argon-npt.csv", "argon-liquid.pdb"):
-        assert (tmp_path / name).stat().st_size > 0
+        assert (tmp_path / "argon" / name).stat().st_size > 0
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # train --threads raises it
     with threadpool_limits(1):  # one BLAS thread: the machine is shared and BLAS workers busy-wait
         importlib.import_module(f"training.{stage}").main()
 

@@ -1,6 +1,12 @@
-"""Stage 4: export the best checkpoint as the bundled potential mlcalc/data/demo.pt (float64, eV, Å)."""
+"""Stage 4: export the best checkpoint as the bundled potential mlcalc/data/demo.pt (float64, eV, Å).
+
+``python -m training export [--checkpoint PATH] [--output FILE]`` (``--output`` to try a candidate first).
+"""
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,7 +17,11 @@ from training.common import BUNDLED, CHECKPOINT, LABELLED
 
 
 def main() -> None:
-    state = torch.load(CHECKPOINT, weights_only=False)
+    parser = argparse.ArgumentParser(prog="python -m training export")
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
+    parser.add_argument("--output", type=Path, default=BUNDLED, help="the potential file to write")
+    args = parser.parse_args()
+    state = torch.load(args.checkpoint, weights_only=False)
     model = HIPNN(**state["hyperparameters"])
     model.load_state_dict(state["best_model"])
     model = model.double()
@@ -21,7 +31,7 @@ def main() -> None:
     families, counts = np.unique(data["family"], return_counts=True)
     metadata = mlcalc.export(
         model.eval(),
-        BUNDLED,
+        args.output,
         name="mlcalc-demo-hipnn-gfn2xtb",
         description=(
             "Demonstration HIP-NN for H, C, N, O trained on GFN2-xTB (tblite) energies and forces of butane, "
@@ -39,9 +49,10 @@ def main() -> None:
             "epochs": state["epoch"],
             "training_structures": {str(f): int(c) for f, c in zip(families, counts)},
             "split": {k: len(v) for k, v in state["split"].items()},
+            "best_validation": state.get("best_validation", {}),
         },
     )
-    print(f"wrote {BUNDLED} ({BUNDLED.stat().st_size / 1e6:.2f} MB): {metadata.name}, epoch {state['epoch']}")
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB): {metadata.name}, epoch {state['epoch']}")
 
 
 if __name__ == "__main__":

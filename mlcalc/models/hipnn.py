@@ -67,12 +67,20 @@ class InteractionLayer(torch.nn.Module):
 
     def forward(self, features: Tensor, distances: Tensor, centre: Tensor, neighbour: Tensor) -> Tensor:
         sensitivities = self.sensitivity(distances)  # [E, S]
-        pair_features = sensitivities.unsqueeze(-1) * features[neighbour].unsqueeze(1)  # [E, S, F_in]
-        environment = torch.zeros(
-            (features.shape[0], pair_features.shape[1], pair_features.shape[2]),
-            dtype=features.dtype,
-            device=features.device,
-        ).index_add(0, centre, pair_features)  # [N, S, F_in]: Σ_j s_ν(r_ij) z_j
+        n_atoms = features.shape[0]
+        # Σ_j s_ν(r_ij) z_j as one batched matrix product per centre atom: each centre's edges are padded
+        # into slots 0..deg-1 of [N, max_deg, ·] (zeros elsewhere), so no [E, S, F_in] tensor is formed.
+        counts = torch.bincount(centre, minlength=n_atoms)
+        order = torch.argsort(centre, stable=True)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.empty_like(order)
+        slot[order] = torch.arange(order.shape[0], device=order.device) - starts[centre[order]]
+        width = int(counts.max()) if order.shape[0] > 0 else 0
+        padded_s = torch.zeros((n_atoms, width, sensitivities.shape[1]), dtype=features.dtype, device=features.device)
+        padded_z = torch.zeros((n_atoms, width, features.shape[1]), dtype=features.dtype, device=features.device)
+        padded_s = padded_s.index_put((centre, slot), sensitivities)
+        padded_z = padded_z.index_put((centre, slot), features[neighbour])
+        environment = torch.bmm(padded_s.transpose(1, 2), padded_z)  # [N, S, F_in]
         interaction = torch.einsum("nsb,sba->na", environment, self.interaction)
         return torch.nn.functional.softplus(interaction + self.self_interaction(features))
 

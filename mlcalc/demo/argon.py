@@ -1,4 +1,4 @@
-"""``mlcalc demo``: one potential file, run in both engines.
+"""``mlcalc demo --argon``: one Lennard-Jones potential file, run in both engines, checked against their own LJ.
 
 1. Export a Lennard-Jones argon potential (σ = 3.405 Å, ε/k_B = 119.8 K, 8.5 Å cutoff) with
    :func:`mlcalc.export`.
@@ -38,8 +38,8 @@ ARGON_MASS = 39.948  # g/mol
 AVOGADRO = 6.02214076e23
 
 
-def run_demo(output: Path, md_steps: int = 3000) -> None:
-    """Run the demonstration, writing its files to ``output`` and printing what it does."""
+def run_argon_demo(output: Path, md_steps: int = 3000) -> None:
+    """Run the argon demonstration, writing its files to ``output`` and printing what it does."""
     output.mkdir(parents=True, exist_ok=True)
     path = output / "argon-lj.pt"
     export(LennardJones(sigma=SIGMA, epsilon=EPSILON, cutoff=CUTOFF), path, name="argon-lj")

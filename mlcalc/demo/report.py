@@ -1,0 +1,197 @@
+"""Part (d): the report directory: tables (CSV, JSON), plots (PNG) and ``report.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mlcalc.demo.barrier import BarrierResult
+from mlcalc.demo.reliability import FLAG_ABOVE
+from mlcalc.demo.torsion import TorsionResult
+from mlcalc.demo.water import WaterResult
+from mlcalc.potential import Potential
+from mlcalc.workflows.output import write_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+
+
+def summary(
+    potential: Potential, torsion: TorsionResult, barrier: BarrierResult, water: WaterResult, seconds: dict
+) -> dict:
+    """Every number the report shows (kcal/mol, g/cm³, K, Å, eV; non-hierarchicality dimensionless)."""
+    half = water.second_half
+    return {
+        "potential": {"name": potential.name, "description": potential.metadata.description},
+        "butane_torsion": {
+            "grid_step_deg": 360.0 / len(torsion.angles_deg),
+            "points": len(torsion.angles_deg),
+            "rmse_vs_gfn2_xtb_relaxed_scan_kcal_mol": torsion.rmse_vs_xtb_scan,
+            "rmse_vs_gfn2_xtb_on_demo_geometries_kcal_mol": torsion.rmse_vs_xtb_single_points,
+            "all_converged": bool(torsion.demo_converged.all() and torsion.xtb_converged.all()),
+            **_hierarchy(torsion.non_hierarchicality),
+        },
+        "butane_neb": {
+            "interior_images": len(barrier.demo.images) - 2,
+            **barrier.barriers(),
+            "demo_converged": barrier.demo.converged,
+            "gfn2_xtb_converged": barrier.xtb.converged,
+            "demo_neb_steps": barrier.demo.steps,
+            "demo_calculator_calls": barrier.demo.calculator_calls,
+            **_hierarchy(barrier.non_hierarchicality),
+        },
+        "water_npt": {
+            "waters": water.n_waters,
+            "picoseconds": float(water.times_ps[-1]),
+            "mean_density_second_half_g_cm3": float(water.densities[half].mean()),
+            "std_density_second_half_g_cm3": float(water.densities[half].std()),
+            "mean_temperature_second_half_K": float(water.temperatures[half].mean()),
+            "longest_OH_A": float(water.longest_oh.max()),
+            "energy_openmm_eV": water.energy_openmm_eV,
+            "energy_ase_eV": water.energy_ase_eV,
+            "relative_difference": water.relative_difference,
+            **_hierarchy(water.non_hierarchicality),
+        },
+        "non_hierarchicality_flag_above": FLAG_ABOVE,
+        "seconds": seconds,
+    }
+
+
+def _hierarchy(values: np.ndarray) -> dict:
+    return {
+        "non_hierarchicality_max": float(values.max()),
+        "non_hierarchicality_median": float(np.median(values)),
+        "structures_flagged": int((values > FLAG_ABOVE).sum()),
+    }
+
+
+def write_report(
+    output: Path,
+    potential: Potential,
+    torsion: TorsionResult,
+    barrier: BarrierResult,
+    water: WaterResult,
+    seconds: dict,
+) -> Path:
+    """Write the tables, plots, ``summary.json`` and ``report.md`` into ``output``; returns report.md's path."""
+    data = summary(potential, torsion, barrier, water, seconds)
+    for name, rows in (("butane-torsion", torsion.rows()), ("butane-neb", barrier.rows()), ("water-npt", water.rows())):
+        write_csv_atomic(output / f"{name}.csv", rows, list(rows[0]))
+    write_json_atomic(output / "summary.json", data)
+    _plot_torsion(torsion, output / "butane-torsion.png")
+    _plot_neb(barrier, output / "butane-neb.png")
+    _plot_water(water, output / "water-npt.png")
+    return write_text_atomic(output / "report.md", _markdown(data))
+
+
+def _figure(rows: int = 1):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.0, 2.6 + 1.6 * rows), layout="constrained")
+    return figure, figure.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+
+
+def _save(figure, path: Path) -> None:
+    write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=150))
+
+
+def _profile(axes, x: Sequence[float], curves: dict, xlabel: str) -> None:
+    for label, (y, style) in curves.items():
+        axes.plot(x, y, style, label=label)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("relative energy (kcal/mol)")
+    axes.legend()
+
+
+def _plot_torsion(result: TorsionResult, path: Path) -> None:
+    figure, (axes,) = _figure()
+    curves = {
+        "demo potential, relaxed scan": (result.demo_kcal_mol, "o-"),
+        "GFN2-xTB, relaxed scan": (result.xtb_kcal_mol, "s-"),
+        "GFN2-xTB on the demo geometries": (result.xtb_on_demo_kcal_mol, "x--"),
+    }
+    _profile(axes, result.angles_deg, curves, "C-C-C-C dihedral (degrees)")
+    axes.set_title(f"butane: RMSE {result.rmse_vs_xtb_scan:.2f} kcal/mol vs GFN2-xTB's scan")
+    _save(figure, path)
+
+
+def _plot_neb(result: BarrierResult, path: Path) -> None:
+    figure, (axes,) = _figure()
+    curves = {
+        "demo potential, CI-NEB": (result.demo_kcal_mol, "o-"),
+        "GFN2-xTB on the demo band": (result.xtb_on_demo_kcal_mol, "x--"),
+    }
+    _profile(axes, result.demo_dihedrals_deg, curves, "C-C-C-C dihedral (degrees)")
+    axes.plot(result.xtb_dihedrals_deg, result.xtb_kcal_mol, "s-", label="GFN2-xTB, CI-NEB")
+    axes.invert_xaxis()  # anti (180°) on the left
+    axes.legend()
+    axes.set_title("butane anti → gauche")
+    _save(figure, path)
+
+
+def _plot_water(result: WaterResult, path: Path) -> None:
+    figure, (density, temperature) = _figure(2)
+    density.plot(result.times_ps, result.densities, "-")
+    density.set_ylabel("density (g/cm³)")
+    density.set_title(f"{result.n_waters} waters, NPT 300 K, 1 bar (demo potential)")
+    temperature.plot(result.times_ps, result.temperatures, "-")
+    temperature.set_ylabel("temperature (K)")
+    temperature.set_xlabel("time (ps)")
+    _save(figure, path)
+
+
+def _markdown(data: dict) -> str:
+    t, n, w = data["butane_torsion"], data["butane_neb"], data["water_npt"]
+    seconds = data["seconds"]
+    flag = data["non_hierarchicality_flag_above"]
+    lines = [
+        "# mlcalc demo: the bundled demo potential against GFN2-xTB",
+        "",
+        f'Potential: `{data["potential"]["name"]}` (`mlcalc.load("demo")`): {data["potential"]["description"]}',
+        "",
+        "| part | demo potential | GFN2-xTB (tblite) | time (s) |",
+        "|---|---|---|---|",
+        f"| butane C-C-C-C relaxed scan, {t['points']} points every {t['grid_step_deg']:g}° | RMSE "
+        f"{t['rmse_vs_gfn2_xtb_relaxed_scan_kcal_mol']:.2f} kcal/mol vs GFN2-xTB's own scan, "
+        f"{t['rmse_vs_gfn2_xtb_on_demo_geometries_kcal_mol']:.2f} vs GFN2-xTB on the demo geometries | "
+        f"own relaxed scan on the same grid | {seconds['butane_torsion']:.0f} |",
+        f"| butane anti → gauche CI-NEB, {n['interior_images']} images | barrier {n['barrier_demo_kcal_mol']:.2f} "
+        f"kcal/mol (GFN2-xTB on this band: {n['barrier_gfn2_xtb_on_demo_band_kcal_mol']:.2f}), gauche − anti "
+        f"{n['reaction_energy_demo_kcal_mol']:.2f} | own CI-NEB: barrier {n['barrier_gfn2_xtb_neb_kcal_mol']:.2f}, "
+        f"gauche − anti {n['reaction_energy_gfn2_xtb_neb_kcal_mol']:.2f} kcal/mol | {seconds['butane_neb']:.0f} |",
+        f"| NPT MD of {w['waters']} waters in OpenMM, {w['picoseconds']:g} ps | density "
+        f"{w['mean_density_second_half_g_cm3']:.3f} ± {w['std_density_second_half_g_cm3']:.3f} g/cm³, "
+        f"T {w['mean_temperature_second_half_K']:.0f} K (second half), longest O-H {w['longest_OH_A']:.2f} Å | "
+        f"(periodic GFN2-xTB MD is too slow for a demo) | {seconds['water_npt']:.0f} |",
+        "",
+        "Same file in both engines: the last MD frame's energy from OpenMM's TorchForce and from "
+        f"mlcalc.MLCalculator differ by {w['relative_difference']:.1e} (relative). NEB converged: demo "
+        f"{n['demo_converged']}, GFN2-xTB {n['gfn2_xtb_converged']}.",
+        "",
+        "## Reliability: non-hierarchicality",
+        "",
+        "HIP-NN's energy is a sum of terms of increasing interaction order n; seed 000 trusts a prediction "
+        "when they decay fast. Per structure R = Σ_{n≥1} (E^n)² / Σ_n (E^n)² (0: perfectly hierarchical); "
+        f"structures with R > {flag:g} are flagged. Per structure values are in the CSV tables.",
+        "",
+        "| structures | median R | max R | flagged |",
+        "|---|---|---|---|",
+    ]
+    for label, part in (("butane torsion scan", t), ("butane NEB images", n), ("water MD frames", w)):
+        lines.append(
+            f"| {label} | {part['non_hierarchicality_median']:.1e} | {part['non_hierarchicality_max']:.1e} | "
+            f"{part['structures_flagged']} |"
+        )
+    lines += [
+        "",
+        "## Files",
+        "",
+        "- `butane-torsion.csv`, `butane-torsion.png`; `torsion/demo/`, `torsion/gfn2-xtb/`: each scan's tables "
+        "and structures",
+        "- `butane-neb.csv`, `butane-neb.png`; `neb/demo/`, `neb/gfn2-xtb/`: each band",
+        "- `water-npt.csv`, `water-npt.png`: density, temperature, longest O-H bond, R every 50 fs",
+        "- `summary.json`: every number above",
+        "",
+        "A demonstration potential: see the README's model card for what it may and may not be used for.",
+        "",
+    ]
+    return "\n".join(lines)
