@@ -25,6 +25,7 @@ from ase.optimize.optimize import Optimizer
 
 from mlcalc.workflows.batch import BandCalculator
 from mlcalc.workflows.output import PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
+from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 NEB_OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "MDMin", "FIRE2")
@@ -32,7 +33,7 @@ INTERPOLATIONS = ("idpp", "linear")
 
 
 @dataclass
-class NEBResult:
+class NEBResult(EnergyProfile):
     """Outcome of :func:`run_neb`.
 
     Attributes:
@@ -51,17 +52,6 @@ class NEBResult:
     steps: int
     band_evaluations: int
     calculator_calls: int
-
-    @property
-    def energies(self) -> np.ndarray:
-        """Energy of each image, eV."""
-        return np.array([image.get_potential_energy() for image in self.images])
-
-    @property
-    def barrier(self) -> float:
-        """Highest image minus the initial structure, eV (the climbing image sits on the saddle)."""
-        energies = self.energies
-        return float(energies.max() - energies[0])
 
     @property
     def reverse_barrier(self) -> float:

@@ -29,6 +29,7 @@ from ase.optimize.optimize import Optimizer
 from mlcalc.workflows.internal import Dihedral, check_coordinates, wrap
 from mlcalc.workflows.optimize import optimize
 from mlcalc.workflows.output import Checkpoint, PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
+from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.scan import parameters_record
 from mlcalc.workflows.series import Step, StepResult, run_series
 from mlcalc.workflows.units import EV_TO_KCAL_MOL
@@ -37,7 +38,7 @@ DIRECTIONS = ("shortest", "increasing", "decreasing")
 
 
 @dataclass
-class PathResult:
+class PathResult(EnergyProfile):
     """Outcome of :func:`dihedral_path`.
 
     Attributes:
@@ -54,17 +55,6 @@ class PathResult:
     guide_values: list[float]
     converged_images: list[bool]
     intermediates: list[StepResult]
-
-    @property
-    def energies(self) -> np.ndarray:
-        """Energy of each image, eV."""
-        return np.array([image.get_potential_energy() for image in self.images])
-
-    @property
-    def barrier(self) -> float:
-        """Highest image minus the initial structure, eV."""
-        energies = self.energies
-        return float(energies.max() - energies[0])
 
     @property
     def converged(self) -> bool:
