@@ -8,23 +8,27 @@ Method, for one structure (positions in any unit, ``cutoff`` in the same unit):
 
 1. Fractional coordinates in the *completed* cell (:func:`mlcalc.graph.complete_cell`), wrapped into
    [0, 1) along periodic directions; open directions use the atoms' bounding box.
-2. Bins: each direction is cut into ``nb_k`` slabs at least ``cutoff / divisions`` wide
-   (perpendicular width), so a neighbour lies at most ``reach_k = ceil(cutoff / slab width)`` bins
-   away; cells narrower than the cutoff get one bin and a reach of several images. Atoms are sorted
-   by bin with ``argsort`` (no padded bins).
-3. Rows: along the direction with most bins ("row direction") the bins of one row are consecutive
-   in sorted order; each row is extended at both ends by ``reach`` bins of its periodic images (a
-   slot table of atom index and image, ~10% more slots), so bins ``c - reach .. c + reach`` are one
-   contiguous range and each atom's candidates are one range per neighbouring row (25 rows for
-   bins of cutoff/2). The ranges are expanded exactly with ``repeat_interleave`` and ``cumsum``
-   offsets, in chunks of atoms that bound the working memory.
+2. Bins: the longest direction is the "row direction", cut into slabs at least ``cutoff /
+   row_divisions`` wide (perpendicular width, fine: cutoff/8); the two others into slabs at least
+   ``cutoff / divisions`` wide (cutoff/2). A neighbour lies at most ``reach_k = ceil(cutoff / slab
+   width)`` bins away; cells narrower than the cutoff get one bin and a reach of several images.
+   Atoms are sorted by bin with ``argsort`` (no padded bins).
+3. Rows: the bins of one row are consecutive in sorted order; each row is extended at both ends by
+   ``reach + 1`` bins of its periodic images (a slot table of atom index and image), so any run of
+   bins is one contiguous range of slots. Each atom searches the rows around it (25 for bins of
+   cutoff/2), skipping those farther than the cutoff; along each row it searches only the bins
+   within ``sqrt(cutoff² - d²)`` of it (d: its perpendicular distance to the row; for cells with
+   orthogonal vectors, else the whole reach), so the searched volume follows the cutoff sphere:
+   ~2 candidates per neighbour instead of ~4 for a box of bins. The ranges are expanded exactly with
+   ``repeat_interleave`` and ``cumsum`` offsets, in chunks of atoms that bound the working memory.
 4. Distances: a float32 pre-filter on coordinates relative to each atom's row (small numbers, so
    float32 keeps ~1e-7 relative precision); only candidates within a narrow band around the cutoff
    are decided again in the input dtype from the original positions and the integer shift.
 
 Centre atoms are taken in their original order and each one's neighbours are generated together,
 so the full list (i->j and j->i) comes out sorted by ``i`` without a sort of the edges (a sort of
-5M edges costs more than the whole search on a CPU).
+5M edges costs more than the whole search on a CPU; taking centres in bin order for cache locality and
+moving each centre's block into place afterwards was measured slower too).
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-#: Slabs per cutoff length: bins of cutoff/2 test ~40% fewer candidates than bins of one cutoff.
+#: Slabs per cutoff length across rows: bins of cutoff/2 test ~40% fewer candidates than bins of one cutoff.
 DIVISIONS = 2
+#: Slabs per cutoff length along rows: fine, so that each row's range follows the cutoff sphere closely.
+ROW_DIVISIONS = 8
 #: Bins allowed per atom (sparse systems, huge open bounding boxes): keeps memory O(N).
 BINS_PER_ATOM = 8
 #: float32 round-off allowance of the pre-filter, in units of float32 epsilon times coordinate size.
@@ -44,9 +50,11 @@ PREFILTER_ULPS = 16.0
 
 
 def _bin_grid(
-    frac: Tensor, pbc: List[bool], widths: List[float], cutoff: float, divisions: int, max_bins: int
-) -> Tuple[List[float], List[float], List[int], List[int]]:
-    """Per direction: fractional ``start`` and ``span`` of the binned region, bin counts and reach.
+    frac: Tensor, pbc: List[bool], widths: List[float], cutoff: float, divisions: int, row_divisions: int, max_bins: int
+) -> Tuple[List[float], List[float], List[int], List[int], int]:
+    """Per direction: fractional ``start`` and ``span`` of the binned region, bin counts and reach,
+    and the row direction (the longest; its bins are ``row_divisions`` per cutoff, the others'
+    ``divisions``).
 
     Periodic directions span [0, 1); open directions the bounding box of ``frac``.
     """
@@ -54,7 +62,6 @@ def _bin_grid(
     high: List[float] = frac.max(dim=0)[0].tolist()
     start: List[float] = []
     span: List[float] = []
-    bins: List[int] = []
     extent: List[float] = []
     for k in range(3):
         if pbc[k]:
@@ -64,7 +71,14 @@ def _bin_grid(
             start.append(low[k])
             span.append(high[k] - low[k])
         extent.append(span[k] * widths[k])
-        bins.append(max(1, int(extent[k] * divisions / (cutoff * (1.0 + 1e-9)))))
+    row = 0
+    for k in range(1, 3):
+        if extent[k] > extent[row]:
+            row = k
+    bins: List[int] = []
+    for k in range(3):
+        per_cutoff = row_divisions if k == row else divisions
+        bins.append(max(1, int(extent[k] * per_cutoff / (cutoff * (1.0 + 1e-9)))))
     while bins[0] * bins[1] * bins[2] > max_bins:
         k = 0
         for d in range(1, 3):
@@ -78,7 +92,7 @@ def _bin_grid(
         else:
             r = int(math.ceil(cutoff * bins[k] / extent[k] * (1.0 + 1e-12)))
             reach.append(r if pbc[k] else min(r, bins[k] - 1))
-    return start, span, bins, reach
+    return start, span, bins, reach, row
 
 
 def _row_offsets(reach: List[int], order: List[int], device: torch.device) -> Tensor:
@@ -121,23 +135,19 @@ def _edges(
     slot: Tensor,
     first_atom: int,
     k_combos: int,
-    row_images: List[Tensor],
+    pair_shift: List[Tensor],
+    slot_shift: List[Tensor],
     ext_atom: Tensor,
-    ext_image: Tensor,
-    order: List[int],
-    offsets: Tensor,
-    unwrapped: bool,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """Centre ``i``, neighbour ``j`` and integer shift [E, 3] (int64) of candidates given by their
-    (centre atom, neighbour row) index ``pair`` and extended-row ``slot``."""
+    (centre atom, neighbour row) index ``pair`` and extended-row ``slot``: the shift is the row's
+    part (images across rows, the centre's wrapping) plus the slot's (image along the row, the
+    neighbour's wrapping), given column by column (1-D gathers: several times faster than of rows of 3)."""
     i = torch.div(pair, k_combos, rounding_mode="floor").to(torch.long) + first_atom
     j = ext_atom.index_select(0, slot)
     shifts = torch.empty((pair.shape[0], 3), dtype=torch.long, device=pair.device)
-    shifts[:, order[0]] = row_images[0].index_select(0, pair)
-    shifts[:, order[1]] = row_images[1].index_select(0, pair)
-    shifts[:, order[2]] = ext_image.index_select(0, slot)
-    if unwrapped:
-        shifts += offsets.index_select(0, i) - offsets.index_select(0, j)
+    for c in range(3):
+        torch.add(pair_shift[c].index_select(0, pair), slot_shift[c].index_select(0, slot), out=shifts[:, c])
     return i, j, shifts
 
 
@@ -150,6 +160,7 @@ def cell_list_pairs(
     cutoff: float,
     pair_chunk: int,
     divisions: int = DIVISIONS,
+    row_divisions: int = ROW_DIVISIONS,
     bins_per_atom: int = BINS_PER_ATOM,
     prefilter_ulps: float = PREFILTER_ULPS,
 ) -> Tuple[Tensor, Tensor]:
@@ -163,7 +174,8 @@ def cell_list_pairs(
         widths: perpendicular widths of ``cell`` (length unit).
         cutoff: in the unit of ``positions``.
         pair_chunk: candidate pairs examined at once (bounds the working memory, ~50 bytes each).
-        divisions: bins per cutoff length.
+        divisions: bins per cutoff length across rows.
+        row_divisions: bins per cutoff length along rows.
         bins_per_atom: at most this many bins per atom (plus 64).
         prefilter_ulps: float32 round-off allowance of the pre-filter.
 
@@ -179,22 +191,22 @@ def cell_list_pairs(
     pbc_mask = torch.tensor(pbc, dtype=torch.float64, device=device)
     offsets = torch.floor(frac) * pbc_mask  # lattice vectors that wrap each atom into the cell
     frac = frac - offsets
-    start, span, bins, reach = _bin_grid(frac, pbc, widths, cutoff, divisions, bins_per_atom * n + 64)
-    # The row direction (last, fastest-varying bin index) is the one with most bins.
-    row = 0
-    for k in range(1, 3):
-        if bins[k] > bins[row]:
-            row = k
+    start, span, bins, reach, row = _bin_grid(
+        frac, pbc, widths, cutoff, divisions, row_divisions, bins_per_atom * n + 64
+    )
     order: List[int] = []
     for k in range(3):
         if k != row:
             order.append(k)
     order.append(row)
     start_t = torch.tensor(start, dtype=torch.float64, device=device)
-    width_t = torch.tensor([span[k] / bins[k] for k in range(3)], dtype=torch.float64, device=device)
+    # (A flat open direction has one bin; any width avoids 0/0 in its bin coordinate.)
+    width_t = torch.tensor([span[k] / bins[k] if span[k] > 0 else 1.0 for k in range(3)], dtype=torch.float64, device=device)
     nb_t = torch.tensor(bins, dtype=torch.long, device=device)
-    cell_bin = torch.floor((frac - start_t) / width_t).to(torch.long)
-    cell_bin = torch.minimum(torch.clamp(cell_bin, min=0), nb_t - 1)
+    bin_coordinate = (frac - start_t) / width_t  # continuous bin index along each direction
+    cell_bin = torch.minimum(torch.clamp(torch.floor(bin_coordinate).to(torch.long), min=0), nb_t - 1)
+    inside = bin_coordinate - cell_bin.to(torch.float64)  # position inside the bin, in bin widths
+    bin_length = [span[k] * widths[k] / bins[k] for k in range(3)]  # perpendicular bin widths
 
     # Sort atoms by bin; counts[b] atoms in bin b (rows of nb_row bins along the row direction).
     nb_row = bins[row]
@@ -203,7 +215,6 @@ def cell_list_pairs(
     perm = torch.argsort(key, stable=True)
     counts = torch.bincount(key, minlength=n_rows * nb_row)
     offsets_long = offsets.to(torch.long)
-    unwrapped = bool((offsets_long != 0).any())
 
     # Coordinates relative to the origin of each atom's row (bins 0.. along the row direction).
     row_frac = start_t + cell_bin.to(torch.float64) * width_t
@@ -211,15 +222,24 @@ def cell_list_pairs(
     local64 = torch.mm(frac - row_frac, cell)
     local = local64.to(torch.float32)
     reach_row = reach[row]
-    margin = reach_row if pbc[row] else 0
+    # One bin more than the reach: the search below reaches cutoff + the float32 tolerance.
+    margin = reach_row + 1 if pbc[row] else 0
     row_vector = cell[row].to(torch.float32)
     ext_cum, ext_atom, ext_image = _extended_rows(counts, perm, n_rows, nb_row, margin)
     ext_local = local.index_select(0, ext_atom) + ext_image.to(torch.float32).unsqueeze(1) * row_vector
+    # Integer shift of each slot: its image along the row, less the lattice vector that wrapped its atom.
+    slot_shift = [-offsets_long[:, c].index_select(0, ext_atom) for c in range(3)]
+    slot_shift[row] += ext_image
     ext_columns = [ext_local[:, c].contiguous() for c in range(3)]
     size = float(local64.abs().max()) + float(torch.linalg.norm(row_vector)) * (margin // nb_row + 1) + cutoff
     tolerance = prefilter_ulps * 1.2e-7 * size
     inner = max(cutoff - tolerance, 0.0)
     outer = cutoff + tolerance
+    # With mutually orthogonal cell vectors the perpendicular offsets along the three directions are
+    # Cartesian components: a row at distance d from an atom is searched over sqrt(outer² - d²) only.
+    gram = torch.mm(cell, cell.t())
+    off_diagonal = float((gram - torch.diag(torch.diagonal(gram))).abs().max())
+    orthogonal = off_diagonal <= 1e-12 * float(torch.diagonal(gram).max())
 
     # K neighbour rows (offsets in the two other directions) per centre atom.
     combos = _row_offsets(reach, order, device)
@@ -235,29 +255,47 @@ def cell_list_pairs(
 
     cutoff2 = cutoff * cutoff
     cell_d = cell.to(dtype)
-    edges: List[Tensor] = []
-    all_shifts: List[Tensor] = []
+    first_list: List[Tensor] = []
+    second_list: List[Tensor] = []
+    shift_list: List[Tensor] = []
     for first_atom in range(0, n, atoms_per_chunk):
         last_atom = min(n, first_atom + atoms_per_chunk)
         m = last_atom - first_atom
         centre_bin = cell_bin[first_atom:last_atom]  # [m, 3]
-        # Neighbour row in the two other directions: wrap periodic ones, drop open ones outside.
+        # Neighbour rows in the two other directions: wrap periodic ones, drop open ones outside
+        # and those farther than the cutoff (gap: perpendicular distance from the atom to the row).
         valid = torch.ones((m, k_combos), dtype=torch.bool, device=device)
+        gap2 = torch.zeros((m, k_combos), dtype=torch.float64, device=device)
         target_rows: List[Tensor] = []
-        images: List[Tensor] = []
+        # Integer shift of each (centre, row) pair: the row's images, plus the centre's wrapping vector.
+        pair_shift = [offsets_long[first_atom:last_atom, c].unsqueeze(1).expand(m, k_combos) for c in range(3)]
         for a in range(2):
             d = order[a]
+            offset = combos[:, a].unsqueeze(0).to(torch.float64)  # [1, K]
             target = centre_bin[:, d].unsqueeze(1) + combos[:, a].unsqueeze(0)  # [m, K]
             image = torch.div(target, bins[d], rounding_mode="floor")
             if not pbc[d]:
                 valid = valid & (image == 0)
             target_rows.append(target - image * bins[d])
-            images.append(image.reshape(-1))
-        # Bins c - reach .. c + reach of that row: one range of the extended row.
-        centre_row = centre_bin[:, row].unsqueeze(1)
-        low = torch.clamp(centre_row - reach_row, min=-margin) + margin
-        high = torch.clamp(centre_row + reach_row, max=nb_row - 1 + margin) + margin
+            pair_shift[d] = pair_shift[d] + image
+            u = inside[first_atom:last_atom, d].unsqueeze(1)
+            gap = torch.where(offset > 0, offset - u, torch.clamp(u - offset - 1.0, min=0.0))
+            gap = torch.clamp(gap * bin_length[d] - tolerance, min=0.0)
+            gap2 = gap2 + gap * gap if orthogonal else torch.maximum(gap2, gap * gap)
+        valid = valid & (gap2 < outer * outer)
+        # The bins of that row within reach: one range of the extended row.
+        if bin_length[row] <= 0.0:  # all atoms at one coordinate along an open row: one bin
+            half = torch.zeros_like(gap2)
+        elif orthogonal:
+            half = torch.sqrt(torch.clamp(outer * outer - gap2, min=0.0)) / bin_length[row]
+        else:
+            half = torch.full_like(gap2, outer / bin_length[row])
+        centre_row = bin_coordinate[first_atom:last_atom, row].unsqueeze(1)
+        # Clamped alike, so that low <= high stays true.
+        low = torch.clamp(torch.floor(centre_row - half).to(torch.long), -margin, nb_row - 1 + margin) + margin
+        high = torch.clamp(torch.floor(centre_row + half).to(torch.long), -margin, nb_row - 1 + margin) + margin
         row_base = (target_rows[0] * bins[order[1]] + target_rows[1]) * ext_per_row
+        pair_shift = [column.reshape(-1) for column in pair_shift]  # [m * K] each
         begin = ext_cum.index_select(0, torch.where(valid, row_base + low, 0).reshape(-1))
         counts_here = ext_cum.index_select(0, torch.where(valid, row_base + high + 1, 0).reshape(-1)) - begin
         total = int(counts_here.sum())
@@ -282,52 +320,27 @@ def cell_list_pairs(
         # (i, i, 0) has a distance of exactly zero (the same float32 numbers subtracted).
         zero = (r2 == 0.0).nonzero().squeeze(1)
         if zero.shape[0] > 0:
-            i, j, shifts = _edges(
-                pair[zero],
-                slot[zero],
-                first_atom,
-                k_combos,
-                images,
-                ext_atom,
-                ext_image,
-                order,
-                offsets_long,
-                unwrapped,
-            )
+            i, j, shifts = _edges(pair[zero], slot[zero], first_atom, k_combos, pair_shift, slot_shift, ext_atom)
             keep[zero] = (i != j) | (shifts != 0).any(1)
         # Decide the pairs near the cutoff from the positions as given, in their own dtype.
         near = (r2 >= inner * inner).nonzero().squeeze(1)
         if near.shape[0] > 0:
-            i, j, shifts = _edges(
-                pair[near],
-                slot[near],
-                first_atom,
-                k_combos,
-                images,
-                ext_atom,
-                ext_image,
-                order,
-                offsets_long,
-                unwrapped,
-            )
+            i, j, shifts = _edges(pair[near], slot[near], first_atom, k_combos, pair_shift, slot_shift, ext_atom)
             exact = positions[j] - positions[i] + torch.mm(shifts.to(dtype), cell_d)
             keep[near] = keep[near] & ((exact * exact).sum(1) < cutoff2)
         kept = keep.nonzero().squeeze(1)
-        i, j, shifts = _edges(
-            pair.index_select(0, kept),
-            slot.index_select(0, kept),
-            first_atom,
-            k_combos,
-            images,
-            ext_atom,
-            ext_image,
-            order,
-            offsets_long,
-            unwrapped,
-        )
-        edges.append(torch.stack([i, j]))
-        all_shifts.append(shifts)
-    if len(edges) == 0:
+        i, j, shifts = _edges(pair.index_select(0, kept), slot.index_select(0, kept), first_atom, k_combos, pair_shift, slot_shift, ext_atom)
+        first_list.append(i)
+        second_list.append(j)
+        shift_list.append(shifts)
+    if len(first_list) == 0:
         no_edges = torch.zeros((2, 0), dtype=torch.long, device=device)
         return no_edges, torch.zeros((0, 3), dtype=torch.long, device=device)
-    return torch.cat(edges, dim=1), torch.cat(all_shifts)
+    # One copy into the output (a stack per chunk and a cat after would copy every edge twice).
+    n_edges = 0
+    for i in first_list:
+        n_edges += i.shape[0]
+    edge_index = torch.empty((2, n_edges), dtype=torch.long, device=device)
+    torch.cat(first_list, out=edge_index[0])
+    torch.cat(second_list, out=edge_index[1])
+    return edge_index, shift_list[0] if len(shift_list) == 1 else torch.cat(shift_list)

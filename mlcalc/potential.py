@@ -160,19 +160,22 @@ class Potential:
         ``forces`` [N, 3] (eV/Å) and, for cells of non-zero volume, ``stress`` (Voigt, eV/Å³,
         ASE's sign convention).
         """
-        images = [images] if isinstance(images, Atoms) else list(images)
-        if not images:
-            return []
-        counts = [len(a) for a in images]
-        results = self.evaluate_arrays(
-            np.concatenate([a.numbers for a in images]),
-            np.concatenate([a.positions for a in images]),
-            np.stack([a.cell.array for a in images]),
-            np.stack([a.pbc for a in images]),
-            np.repeat(np.arange(len(images)), counts),
-            forces=forces,
-            stress=stress,
-        )
+        if isinstance(images, Atoms):  # the ASE calculator's path: no concatenation, no batch vector
+            arrays = (images.numbers, images.positions, images.cell.array[None], images.pbc[None], None)
+            counts = [len(images)]
+        else:
+            images = list(images)
+            if not images:
+                return []
+            counts = [len(a) for a in images]
+            arrays = (
+                np.concatenate([a.numbers for a in images]),
+                np.concatenate([a.positions for a in images]),
+                np.stack([a.cell.array for a in images]),
+                np.stack([a.pbc for a in images]),
+                np.repeat(np.arange(len(images)), counts),
+            )
+        results = self.evaluate_arrays(*arrays, forces=forces, stress=stress)
         per_image = []
         start = 0
         for b, count in enumerate(counts):
@@ -198,7 +201,8 @@ class Potential:
         forces: bool = True,
         stress: bool = True,
     ) -> dict[str, np.ndarray]:
-        """Evaluate structures given as arrays (Å); ``cell`` [B, 3, 3], ``pbc`` [B, 3], ``batch`` [N].
+        """Evaluate structures given as arrays (Å); ``cell`` [B, 3, 3], ``pbc`` [B, 3], ``batch`` [N]
+        (may be omitted for one structure).
 
         Returns ``energy`` [B] and ``energies`` [N] in eV, ``forces`` [N, 3] in eV/Å and ``stress``
         [B, 6] in eV/Å³ (NaN rows for cells of zero volume).
@@ -207,40 +211,61 @@ class Potential:
         positions = np.asarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3)
         pbc = np.asarray(pbc, dtype=bool).reshape(-1, 3)
-        batch = np.zeros(len(numbers), dtype=np.int64) if batch is None else np.asarray(batch, dtype=np.int64)
+        if batch is None and len(cell) != 1:
+            raise ValueError(f"{len(cell)} cells need the batch array (structure index of each atom)")
+        if batch is not None:
+            batch = np.asarray(batch, dtype=np.int64)
         if positions.shape != (len(numbers), 3):
             raise InvalidStructureError(f"positions must have shape ({len(numbers)}, 3), got {positions.shape}")
-        for b in range(len(cell)):
-            atoms = batch == b
-            self.check_structure(numbers[atoms], positions[atoms], cell[b], pbc[b])
-        volumes = np.abs(np.linalg.det(cell))
-        want_virial = stress and bool((volumes > 0).any())
-        scale = self.length_unit_in_angstrom
-        as_tensor = lambda x, dtype=self.dtype: torch.as_tensor(x, dtype=dtype, device=self.device)  # noqa: E731
-        with torch.enable_grad():
-            out = self.module.compute(
-                as_tensor(numbers, torch.long),
-                as_tensor(positions / scale),
-                as_tensor(cell / scale),
-                as_tensor(pbc, torch.bool),
-                as_tensor(batch, torch.long),
-                forces,
-                want_virial,
-            )
-        energy_scale = self.energy_unit_in_ev
-        to_numpy = lambda t: t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
-        results = {
-            "energy": to_numpy(out["energy"]) * energy_scale,
-            "energies": to_numpy(out["energies"]) * energy_scale,
-        }
-        if forces:
-            results["forces"] = to_numpy(out["forces"]) * (energy_scale / scale)
+        want_virial = stress and bool(pbc.any())
         if want_virial:
-            virial = to_numpy(out["virial"]) * energy_scale
+            with np.errstate(invalid="ignore"):  # a NaN cell is reported by the checks below
+                volumes = np.abs(np.linalg.det(cell))
+            want_virial = bool((volumes > 0).any())
+        scale = self.length_unit_in_angstrom
+        inputs = (
+            self._tensor(numbers, torch.long),
+            self._tensor(positions / scale if scale != 1.0 else positions, self.dtype),
+            self._tensor(cell / scale if scale != 1.0 else cell, self.dtype),
+            self._tensor(pbc, torch.bool),
+            None if batch is None else self._tensor(batch, torch.long),
+        )
+        try:
+            with torch.enable_grad():
+                out = self.module.compute(*inputs, forces, want_virial)
+        except (torch.jit.Error, RuntimeError):
+            # The module checks its input too, with terser messages (TorchScript has no element names);
+            # the checks are repeated here only after a failure, so that they cost nothing per call.
+            for b in range(len(cell)):
+                atoms = slice(None) if batch is None else batch == b
+                self.check_structure(numbers[atoms], positions[atoms], cell[b], pbc[b])
+            raise
+        energy_scale = self.energy_unit_in_ev
+        results = {"energy": _to_numpy(out["energy"], energy_scale), "energies": _to_numpy(out["energies"], energy_scale)}
+        if forces:
+            results["forces"] = _to_numpy(out["forces"], energy_scale / scale)
+        if want_virial:
+            virial = _to_numpy(out["virial"], energy_scale)
             with np.errstate(divide="ignore", invalid="ignore"):
                 stress_3x3 = -virial / np.where(volumes > 0, volumes, np.nan)[:, None, None]
-            results["stress"] = np.stack([full_3x3_to_voigt_6_stress(s) for s in stress_3x3])
+            results["stress"] = full_3x3_to_voigt_6_stress(stress_3x3)  # batched: [B, 3, 3] -> [B, 6]
         return results
+
+    def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        """``array`` as a tensor of ``dtype`` on the potential's device (no copy when it already is one)."""
+        if not (array.flags.c_contiguous and array.flags.writeable):  # what torch.from_numpy needs
+            array = np.array(array)
+        tensor = torch.from_numpy(array)
+        if tensor.dtype != dtype or self.device.type != "cpu":
+            tensor = tensor.to(device=self.device, dtype=dtype)
+        return tensor
+
+
+def _to_numpy(tensor: torch.Tensor, factor: float) -> np.ndarray:
+    """``tensor`` (an output of this call's ``compute``, owned by nobody else) as float64 NumPy,
+    times ``factor``."""
+    array = tensor.to("cpu", torch.float64).numpy()
+    return array * factor if factor != 1.0 else array
 
 
 def resolve_device(device: DeviceLike) -> torch.device:

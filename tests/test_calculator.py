@@ -307,3 +307,30 @@ def test_calculator_accepts_a_potential_and_converts_a_copy(lj):
     assert calc.potential.dtype == torch.float32 and lj.dtype == torch.float64
     assert all(t.dtype == torch.float64 for t in lj.module.buffers() if t.is_floating_point())
     assert mlcalc.MLCalculator(lj).potential is lj
+
+
+def test_errors_in_a_batch_name_the_atoms_of_their_structure(argon_only):
+    """The checks that name the problem run after the module refuses a batch: the atom indices
+    are those of the structure at fault, not of the batch."""
+    good = Atoms("Ar2", positions=[[0, 0, 0], [3.5, 0, 0]])
+    bad = Atoms("Ar3", positions=[[0, 0, 0], [4, np.nan, 0], [8, 0, 0]])
+    with pytest.raises(mlcalc.InvalidStructureError, match=r"positions of atoms \[1\] are NaN"):
+        argon_only.calculate_batch([good, bad])
+
+
+def test_read_only_and_strided_inputs_are_accepted(argon_only):
+    atoms = Atoms("Ar3", positions=[[0, 0, 0], [3.7, 0, 0], [0, 3.8, 0]])
+    expected = argon_only.potential.evaluate(atoms)[0]
+    positions = np.asfortranarray(atoms.positions)
+    positions.flags.writeable = False
+    numbers = atoms.numbers.copy()
+    numbers.flags.writeable = False
+    found = argon_only.potential.evaluate_arrays(numbers, positions, np.zeros((1, 3, 3)), np.zeros((1, 3), bool))
+    # (TorchScript optimises during the first calls: the last bit may differ between them.)
+    assert found["energy"][0] == pytest.approx(expected["energy"], rel=1e-14)
+    np.testing.assert_allclose(found["forces"], expected["forces"], rtol=1e-13)
+
+
+def test_several_cells_need_a_batch_array(argon_only):
+    with pytest.raises(ValueError, match="2 cells need the batch array"):
+        argon_only.potential.evaluate_arrays([18, 18], np.zeros((2, 3)), np.zeros((2, 3, 3)), np.zeros((2, 3), bool))

@@ -15,6 +15,7 @@ DATA = ROOT / "data"
 GEOMETRIES = ROOT / "geometries"
 SAMPLES = DATA / "samples.npz"
 LABELLED = DATA / "labelled.npz"
+EXPLORED = DATA / "explored.npz"  # active-learning rounds (training/explore.py)
 RUNS = ROOT / "runs"
 CHECKPOINT = RUNS / "checkpoint.pt"
 BUNDLED = ROOT.parent / "mlcalc" / "data" / "demo.pt"

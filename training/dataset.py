@@ -11,7 +11,7 @@ from ase.neighborlist import neighbor_list
 from torch import Tensor
 
 from mlcalc.models.hipnn import HCNO
-from training.common import FAMILIES, LABELLED, SEED, TEST_ONLY
+from training.common import EXPLORED, FAMILIES, LABELLED, SEED, TEST_ONLY
 from training.label import structures
 
 TEST_FRACTION = 0.1
@@ -29,10 +29,17 @@ class Graph:
     energy: float
     forces: Tensor
     family: str
+    origin: str
 
 
-def load_graphs(cutoff: float, path=LABELLED) -> List[Graph]:
-    data = np.load(path)
+def load_labelled() -> Dict[str, np.ndarray]:
+    """labelled.npz followed by the active-learning rounds of explored.npz when it exists."""
+    parts = [dict(np.load(LABELLED))] + ([dict(np.load(EXPLORED))] if EXPLORED.exists() else [])
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def load_graphs(cutoff: float) -> List[Graph]:
+    data = load_labelled()
     lookup = np.full(119, -1)
     lookup[list(HCNO)] = np.arange(len(HCNO))
     graphs = []
@@ -48,27 +55,40 @@ def load_graphs(cutoff: float, path=LABELLED) -> List[Graph]:
                 energy=float(data["energy"][s]),
                 forces=torch.from_numpy(data["forces"][offsets[s] : offsets[s + 1]].copy()),
                 family=str(data["family"][s]),
+                origin=str(data["origin"][s]),
             )
         )
     return graphs
 
 
+def explored(graph) -> bool:
+    """Whether a structure comes from an active-learning round (training/explore.py)."""
+    return graph.origin.startswith("explore")
+
+
 def split(graphs: Sequence[Graph]) -> Dict[str, List[int]]:
     """Per-family random split (fixed seed): 10 % test, 5 % validation, the rest training; the families
-    in TEST_ONLY all test."""
-    rng = np.random.default_rng(SEED)
+    in TEST_ONLY all test. The explored structures are split on their own (another seed), so the split
+    of the first data set never changes and a model trained on it can be trained further."""
+    first, rounds = np.random.default_rng(SEED), np.random.default_rng(SEED + 1)
     parts: Dict[str, List[int]] = {"train": [], "validation": [], "test": []}
     for family in FAMILIES:
-        members = rng.permutation([k for k, g in enumerate(graphs) if g.family == family])
-        if family in TEST_ONLY:
-            parts["test"] += members.tolist()
-            continue
+        for rng, was_explored in ((first, False), (rounds, True)):
+            group = [k for k, g in enumerate(graphs) if g.family == family and explored(g) == was_explored]
+            members = rng.permutation(np.array(group, dtype=int))
+            _assign(parts, members, test_only=family in TEST_ONLY and not was_explored)
+    return parts
+
+
+def _assign(parts: Dict[str, List[int]], members: np.ndarray, test_only: bool) -> None:
+    if test_only:
+        parts["test"] += members.tolist()
+    else:
         n_test = int(round(TEST_FRACTION * len(members)))
         n_val = int(round(VALIDATION_FRACTION * len(members)))
         parts["test"] += members[:n_test].tolist()
         parts["validation"] += members[n_test : n_test + n_val].tolist()
         parts["train"] += members[n_test + n_val :].tolist()
-    return parts
 
 
 def collate(graphs: Sequence[Graph]) -> Dict[str, Tensor]:
@@ -115,6 +135,7 @@ def to_float32(graph: Graph, reference: Tensor) -> Graph:
         energy=graph.energy - float(reference[graph.species].sum()),
         forces=graph.forces.float(),
         family=graph.family,
+        origin=graph.origin,
     )
 
 

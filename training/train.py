@@ -1,6 +1,6 @@
 """Stage 3: train HIP-NN on the labelled data (float32, CPU), with checkpoints and resume.
 
-``python -m training train [--minutes 40] [--checkpoint PATH] [--threads 1]``. Energies are fitted relative to a
+``python -m training train [--minutes 40] [--checkpoint PATH] [--threads 1] [--init CHECKPOINT]``. Energies are fitted relative to a
 least-squares energy per species (float64, stored in the checkpoint and added back to Ê^0 at export), so
 float32 keeps their precision. Loss (eV, Å): ENERGY_WEIGHT · mean_s (ΔE_s)²/N_s + mean(ΔF²); the
 energy weight makes an energy error of 0.5 kcal/mol cost about as much as a force error of 1 kcal/mol/Å
@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="a new run starts from this checkpoint's best model (same architecture)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     began = time.perf_counter()
@@ -94,7 +97,7 @@ def main() -> None:
     graphs = load_graphs(HYPERPARAMETERS["cutoff"])
     parts = split(graphs)
     reference = self_energy_fit([graphs[k] for k in parts["train"]], len(HCNO))
-    graphs = [to_float32(g, reference) for g in graphs]
+    float64_graphs, graphs = graphs, [to_float32(g, reference) for g in graphs]
     model = HIPNN(**HYPERPARAMETERS).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     epoch, best, spent, budget = 0, float("inf"), 0.0, 60.0 * (args.minutes or 40.0)
@@ -102,12 +105,24 @@ def main() -> None:
         state = torch.load(args.checkpoint, weights_only=False)
         if state["hyperparameters"] != HYPERPARAMETERS or "best_score" not in state:
             raise SystemExit(f"{args.checkpoint} holds another architecture or schedule: pass a new --checkpoint")
+        if state["split"] != parts:
+            raise SystemExit(f"{args.checkpoint} was trained on other data: start a new --checkpoint (--init it)")
+        reference = state["self_energy_reference"]
+        graphs = [to_float32(g, reference) for g in float64_graphs]
         model.load_state_dict(state["last_model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, best, spent = state["epoch"], state["best_score"], state["seconds_spent"]
         budget = 60.0 * args.minutes if args.minutes is not None else state["seconds_budget"]
         print(f"resumed at epoch {epoch} ({spent:.0f} of {budget:.0f} s), best validation score {best:.3f}", flush=True)
     else:
+        if args.init is not None:
+            start = torch.load(args.init, weights_only=False)
+            if start["hyperparameters"] != HYPERPARAMETERS:
+                raise SystemExit(f"{args.init} holds another architecture: it cannot start this run")
+            model.load_state_dict(start["best_model"])
+            reference = start["self_energy_reference"]  # the energy zero the model was trained against
+            graphs = [to_float32(g, reference) for g in float64_graphs]
+            print(f"starting from the best model of {args.init} (epoch {start['epoch']})", flush=True)
         state = {"hyperparameters": HYPERPARAMETERS, "split": parts, "self_energy_reference": reference}
     rng = np.random.default_rng(SEED + epoch)
     print(f"{len(graphs)} structures: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()), flush=True)

@@ -3,7 +3,8 @@
 ``python -m training validate [--md-ps 100] [--skip-md] [--potential FILE] [--output JSON]``:
 
 - held-out test set (the per-family split of training/dataset.py): energy and force MAE per family
-  (kcal/mol, kcal/mol/Å; force MAE over Cartesian components) and the non-hierarchicality;
+  (kcal/mol, kcal/mol/Å; force MAE over Cartesian components) and the non-hierarchicality, for the
+  first data set and for the active-learning rounds apart;
 - butane C-C-C-C relaxed scan (ASE FixInternals + BFGS, fmax 0.01 eV/Å, 15° steps), each method on its
   own relaxed geometries, energies relative to each curve's anti (180°) point: RMSE in kcal/mol;
 - azobenzene: cis-trans energy difference, and the rotation (C-N=N-C torsion scan from cis) and
@@ -27,8 +28,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 import mlcalc
 from mlcalc.models.hipnn import structure_non_hierarchicality
-from training.common import KCAL_PER_EV, LABELLED, SEED, VALIDATION, atomic_write_json, xtb_calculator
-from training.dataset import split
+from training.common import KCAL_PER_EV, SEED, VALIDATION, atomic_write_json, xtb_calculator
+from training.dataset import explored, load_labelled, split
 from training.label import structures
 from training.sample import (
     AZOBENZENE_CNNC,
@@ -45,39 +46,48 @@ from training.sample import (
 FMAX = 0.01
 
 
-def test_set_errors(potential: mlcalc.Potential) -> Dict[str, dict]:
-    data = np.load(LABELLED)
+def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
+    """Held-out errors per family: ``first`` (the first data set's test structures, comparable across
+    rounds) and ``explored`` (those the candidates of the active-learning rounds visited)."""
+    data = load_labelled()
     frames = structures(data)
     offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
     for s, atoms in enumerate(frames):
         atoms.info["energy"] = float(data["energy"][s])
         atoms.arrays["reference_forces"] = data["forces"][offsets[s] : offsets[s + 1]]
-        atoms.info["family"] = str(data["family"][s])
-    test = split([_Family(a.info["family"]) for a in frames])["test"]
-    report: Dict[str, dict] = {}
-    for family in sorted({frames[k].info["family"] for k in test}):
-        members = [frames[k] for k in test if frames[k].info["family"] == family]
-        results = potential.evaluate(members)
-        de = np.array([r["energy"] - a.info["energy"] for r, a in zip(results, members)])
-        df = np.concatenate([(r["forces"] - a.arrays["reference_forces"]).ravel() for r, a in zip(results, members)])
-        hierarchy = [structure_non_hierarchicality(potential, a) for a in members]
-        report[family] = {
-            "structures": len(members),
-            "energy_mae_kcal_mol": float(np.abs(de).mean() * KCAL_PER_EV),
-            "energy_mae_per_atom_kcal_mol": float(np.mean(np.abs(de) / [len(a) for a in members]) * KCAL_PER_EV),
-            "force_mae_kcal_mol_A": float(np.abs(df).mean() * KCAL_PER_EV),
-            "non_hierarchicality_median": float(np.median(hierarchy)),
-            "non_hierarchicality_max": float(np.max(hierarchy)),
-        }
-        print(family, report[family], flush=True)
+    labels = [_Labels(str(f), str(o)) for f, o in zip(data["family"], data["origin"])]
+    test = split(labels)["test"]
+    report: Dict[str, Dict[str, dict]] = {"first": {}, "explored": {}}
+    for part in report:
+        for family in sorted({labels[k].family for k in test}):
+            members = [frames[k] for k in test if labels[k].family == family and explored(labels[k]) == (part == "explored")]
+            if members:
+                report[part][family] = family_errors(potential, members)
+                print(part, family, report[part][family], flush=True)
     return report
 
 
-class _Family:
-    """The attribute split() reads."""
+def family_errors(potential: mlcalc.Potential, members: List[Atoms]) -> dict:
+    results = potential.evaluate(members)
+    de = np.array([r["energy"] - a.info["energy"] for r, a in zip(results, members)])
+    df = np.concatenate([(r["forces"] - a.arrays["reference_forces"]).ravel() for r, a in zip(results, members)])
+    hierarchy = [structure_non_hierarchicality(potential, a) for a in members]
+    return {
+        "structures": len(members),
+        "energy_mae_kcal_mol": float(np.abs(de).mean() * KCAL_PER_EV),
+        "energy_mae_per_atom_kcal_mol": float(np.mean(np.abs(de) / [len(a) for a in members]) * KCAL_PER_EV),
+        "force_mae_kcal_mol_A": float(np.abs(df).mean() * KCAL_PER_EV),
+        "non_hierarchicality_median": float(np.median(hierarchy)),
+        "non_hierarchicality_max": float(np.max(hierarchy)),
+    }
 
-    def __init__(self, family: str):
+
+class _Labels:
+    """The attributes split() reads."""
+
+    def __init__(self, family: str, origin: str):
         self.family = family
+        self.origin = origin
 
 
 def butane_scan(potential: mlcalc.Potential) -> dict:

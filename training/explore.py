@@ -1,0 +1,175 @@
+"""Stage 2b (active learning): sample with a candidate potential, label what it visits with GFN2-xTB.
+
+``python -m training explore --potential training/runs/v2/demo.pt [--round 1]`` runs Langevin MD driven
+by the candidate (fast) for every family — the molecules at 300–900 K, water clusters of 2–8 molecules,
+periodic 27-water boxes at 300 and 400 K — keeping frames every 50 fs up to and including the first one
+in which a covalent bond of the start has stretched past 1.6×: exactly the regions where the candidate
+is wrong and the GFN2-xTB data were silent. Liquid water is labelled both as open clusters carved around
+a centre water (cheap) and as a few whole periodic boxes (periodic GFN2-xTB, ~25 s each), so the model
+also sees bulk energies. Each family of the round is cached in ``training/data/explore{round}_FAMILY.npz``
+(a rerun resumes; the MD frames are kept apart in ``explore_frames/`` until labelled); all rounds are merged into ``training/data/explored.npz``, which training reads next
+to ``labelled.npz`` (origins ``explore{round}-…`` keep the first split unchanged: see dataset.split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import CalculationFailed
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+import mlcalc
+from training.common import DATA, EXPLORED, SEED, atomic_write_npz, xtb_calculator
+from training.label import structures
+from training.sample import bonds, butane, carve_cluster, geometry, pack, tip3p_box_frames, water_box, water_cluster
+
+FRAME_INTERVAL_FS = 50.0
+BROKEN_STRETCH = 1.6  # a bond longer than this × its start length ends the run
+PERIODIC_BOXES_PER_RUN = 6
+PER_ATOM = ("numbers", "positions")  # the per-atom arrays of a packed file
+
+
+def covalent_pairs(atoms: Atoms) -> np.ndarray:
+    """The start's covalent bonds: O-H of O,H,H water triples for waters, else by covalent radii."""
+    if atoms.pbc.any() or set(atoms.numbers.tolist()) == {1, 8}:
+        oxygens = np.arange(0, len(atoms), 3)
+        return np.concatenate([np.stack([oxygens, oxygens + 1], 1), np.stack([oxygens, oxygens + 2], 1)])
+    return bonds(atoms)
+
+
+def candidate_md(
+    potential: mlcalc.Potential, atoms: Atoms, temperature: float, picoseconds: float, rng: np.random.Generator
+) -> List[Atoms]:
+    """Frames of Langevin MD (0.5 fs, friction 10/ps) driven by the candidate, every 50 fs, until a bond breaks."""
+    atoms = atoms.copy()
+    atoms.calc = mlcalc.MLCalculator(potential)
+    pairs = covalent_pairs(atoms)
+    start = _lengths(atoms, pairs)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    Stationary(atoms)
+    dynamics = Langevin(atoms, 0.5 * units.fs, temperature_K=temperature, friction=0.01 / units.fs, rng=rng)
+    frames: List[Atoms] = []
+    every = int(round(FRAME_INTERVAL_FS / 0.5))
+    for _ in range(int(round(picoseconds * 1000 / FRAME_INTERVAL_FS))):
+        dynamics.run(every)
+        frame = atoms.copy()
+        frame.calc = None
+        frames.append(frame)
+        if (_lengths(atoms, pairs) / start).max() > BROKEN_STRETCH:
+            break
+    return frames
+
+
+def _lengths(atoms: Atoms, pairs: np.ndarray) -> np.ndarray:
+    vectors = atoms.positions[pairs[:, 1]] - atoms.positions[pairs[:, 0]]
+    if atoms.pbc.any():
+        fractional = np.linalg.solve(atoms.cell.array.T, vectors.T).T
+        vectors = (fractional - np.round(fractional)) @ atoms.cell.array
+    return np.linalg.norm(vectors, axis=1)
+
+
+def explore_molecules(potential: mlcalc.Potential, rng: np.random.Generator) -> Dict[str, List[Tuple[Atoms, str]]]:
+    systems = {
+        "butane": [butane()[0]],
+        "azobenzene": [geometry("azobenzene_trans"), geometry("azobenzene_cis")],
+        "alanine_dipeptide": [geometry("alanine_dipeptide")],
+    }
+    found: Dict[str, List[Tuple[Atoms, str]]] = {}
+    for family, starts in systems.items():
+        found[family] = []
+        for start in starts:
+            for temperature in (300, 600, 900):
+                picoseconds = 12.0 / len(starts)
+                frames = candidate_md(potential, start, temperature, picoseconds, rng)
+                found[family] += [(f, f"md{temperature}") for f in frames]
+    return found
+
+
+def explore_water_clusters(potential: mlcalc.Potential, rng: np.random.Generator) -> List[Tuple[Atoms, str]]:
+    found = []
+    for size in range(2, 9):
+        for temperature in (200, 350):
+            frames = candidate_md(potential, water_cluster(size, rng), temperature, 5.0, rng)
+            found += [(f, f"md{temperature}") for f in frames]
+    return found
+
+
+def explore_water_boxes(potential: mlcalc.Potential, rng: np.random.Generator) -> Dict[str, List[Tuple[Atoms, str]]]:
+    """Carved clusters (``water_liquid``) and a few whole boxes (``water_box``) from candidate MD of
+    27-water boxes started from equilibrated flexible-TIP3P liquid."""
+    liquid, boxes = [], []
+    starts = tip3p_box_frames(water_box(3, rng), 2, 5.0, seed=int(rng.integers(1 << 30)))
+    for start, temperature in zip(starts, (300, 400)):
+        frames = candidate_md(potential, start, temperature, 10.0, rng)
+        for frame in frames:
+            for centre in rng.choice(27, 2, replace=False):
+                liquid.append((carve_cluster(frame, int(centre), 4.6), f"md{temperature}"))
+        picks = np.unique(np.linspace(0, len(frames) - 1, PERIODIC_BOXES_PER_RUN).round().astype(int))
+        boxes += [(frames[k], f"md{temperature}") for k in picks]
+    return {"water_liquid": liquid, "water_box": boxes}
+
+
+EXPLORERS: Dict[str, Callable[[mlcalc.Potential, np.random.Generator], Dict[str, List[Tuple[Atoms, str]]]]] = {
+    "molecules": explore_molecules,
+    "water_cluster": lambda potential, rng: {"water_cluster": explore_water_clusters(potential, rng)},
+    "water_periodic": explore_water_boxes,
+}
+
+
+def label(samples: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    """Packed samples with GFN2-xTB ``energy`` [S] (eV) and ``forces`` [N, 3] (eV/Å); the few whose SCF
+    does not converge (torn-apart frames of a failing candidate) are left out and counted."""
+    kept, energies, forces = [], [], []
+    for index, atoms in enumerate(structures(samples)):
+        atoms.calc = xtb_calculator()
+        try:
+            energies.append(atoms.get_potential_energy())
+            forces.append(atoms.get_forces())
+        except CalculationFailed:
+            continue
+        kept.append(index)
+    print(f"labelled {len(kept)} of {len(samples['n_atoms'])} (SCF not converged for the others)", flush=True)
+    per_atom = np.repeat(np.isin(np.arange(len(samples["n_atoms"])), kept), samples["n_atoms"])
+    chosen = {key: value[per_atom] if key in PER_ATOM else value[kept] for key, value in samples.items()}
+    return {**chosen, "energy": np.array(energies), "forces": np.concatenate(forces)}
+
+
+def merge(paths) -> Dict[str, np.ndarray]:
+    parts = [dict(np.load(p)) for p in paths]
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m training explore")
+    parser.add_argument("--potential", required=True, help="the candidate potential file that drives the MD")
+    parser.add_argument("--round", type=int, default=1, help="active-learning round (its own cache and seed)")
+    args = parser.parse_args()
+    potential = mlcalc.load(args.potential, device="cpu")
+    for index, (group, explorer) in enumerate(EXPLORERS.items()):
+        cache = DATA / f"explore{args.round}_{group}.npz"
+        sampled = DATA / "explore_frames" / cache.name
+        if cache.exists():
+            continue
+        began = time.perf_counter()
+        if not sampled.exists():
+            found = explorer(potential, np.random.default_rng(SEED + 100 * args.round + index))
+            frames = [(a, family, f"explore{args.round}-{origin}") for family, items in found.items() for a, origin in items]
+            sampled.parent.mkdir(exist_ok=True)
+            atomic_write_npz(sampled, **pack(frames))
+            counts = ", ".join(f"{family} {len(items)}" for family, items in found.items())
+            print(f"round {args.round} {group}: sampled {counts} in {time.perf_counter() - began:.0f} s", flush=True)
+        atomic_write_npz(cache, **label(dict(np.load(sampled))))
+        print(f"round {args.round} {group}: done in {time.perf_counter() - began:.0f} s", flush=True)
+    caches = sorted(DATA.glob("explore*_*.npz"))
+    merged = merge(caches)
+    atomic_write_npz(EXPLORED, **merged)
+    print(f"wrote {len(merged['n_atoms'])} explored structures from {len(caches)} files to {EXPLORED}")
+
+
+if __name__ == "__main__":
+    main()
