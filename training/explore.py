@@ -1,14 +1,16 @@
 """Stage 2b (active learning): sample with a candidate potential, label what it visits with GFN2-xTB.
 
-``python -m training explore --potential training/runs/v2/demo.pt [--round 1]`` runs Langevin MD driven
-by the candidate (fast) for every family — the molecules at 300–900 K, water clusters of 2–8 molecules,
+``python -m training explore --potential CANDIDATE.pt [--round 1]`` runs Langevin MD driven by the
+candidate (fast) for every family — the molecules at 300–900 K, water clusters of 2–8 molecules,
 periodic 27-water boxes at 300 and 400 K — keeping frames every 50 fs up to and including the first one
-in which a covalent bond of the start has stretched past 1.6×: exactly the regions where the candidate
-is wrong and the GFN2-xTB data were silent. Liquid water is labelled both as open clusters carved around
-a centre water (cheap) and as a few whole periodic boxes (periodic GFN2-xTB, ~25 s each), so the model
-also sees bulk energies. Each family of the round is cached in ``training/data/explore{round}_FAMILY.npz``
-(a rerun resumes; the MD frames are kept apart in ``explore_frames/`` until labelled); all rounds are merged into ``training/data/explored.npz``, which training reads next
-to ``labelled.npz`` (origins ``explore{round}-…`` keep the first split unchanged: see dataset.split).
+in which a covalent bond of the start has stretched past 1.6×, and energy minimisations of periodic
+water boxes: exactly the regions where the candidate is wrong and the GFN2-xTB data were silent.
+Liquid water is labelled both as open clusters carved around a centre water (cheap) and as a few
+whole periodic boxes (periodic GFN2-xTB, ~25 s each), so the model also sees bulk energies. Each
+group of the round is cached in ``training/data/explore{round}_GROUP.npz`` (a rerun resumes; the
+sampled frames are kept in ``explore_frames/`` until labelled); all rounds are merged into
+``training/data/explored.npz``, which training reads next to ``labelled.npz`` (origins
+``explore{round}-…`` keep the first split unchanged: see dataset.split).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ase import Atoms, units
 from ase.calculators.calculator import CalculationFailed
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+from ase.optimize import FIRE
 
 import mlcalc
 from training.common import DATA, EXPLORED, SEED, atomic_write_npz, xtb_calculator
@@ -114,10 +117,47 @@ def explore_water_boxes(potential: mlcalc.Potential, rng: np.random.Generator) -
     return {"water_liquid": liquid, "water_box": boxes}
 
 
+def explore_water_minimisation(
+    potential: mlcalc.Potential, rng: np.random.Generator
+) -> Dict[str, List[Tuple[Atoms, str]]]:
+    """Frames along an energy minimisation (ASE FIRE, 150 steps) driven by the candidate of the
+    periodic water boxes the demo and its test minimise (OpenMM Modeller, 1.0 and 1.2 nm): a candidate
+    with a spurious minimum at stretched O-H bonds walks into it here. Carved clusters every 5 steps;
+    four whole boxes of the 1.0 nm run."""
+    from openmm import unit
+
+    from mlcalc.demo.water import water_box as modeller_box
+
+    liquid, boxes = [], []
+    for box_nm in (1.0, 1.2):
+        modeller = modeller_box(box_nm)
+        atoms = Atoms(
+            numbers=[a.element.atomic_number for a in modeller.topology.atoms()],
+            positions=modeller.positions.value_in_unit(unit.angstrom),
+            cell=10.0 * np.array(modeller.topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)),
+            pbc=True,
+        )
+        atoms.calc = mlcalc.MLCalculator(potential)
+        frames: List[Atoms] = []
+        optimizer = FIRE(atoms, logfile=None)
+        optimizer.attach(lambda: frames.append(atoms.copy()), interval=5)
+        optimizer.run(fmax=0.01, steps=150)
+        n_waters = len(atoms) // 3
+        for frame in frames:
+            frame.calc = None
+            for centre in rng.choice(n_waters, 3, replace=False):
+                liquid.append((carve_cluster(frame, int(centre), 4.6), f"minimise{box_nm:g}nm"))
+        if box_nm == 1.0:
+            picks = np.unique(np.linspace(0, len(frames) - 1, 4).round().astype(int))
+            boxes += [(frames[k], "minimise1nm") for k in picks]
+    return {"water_liquid": liquid, "water_box": boxes}
+
+
 EXPLORERS: Dict[str, Callable[[mlcalc.Potential, np.random.Generator], Dict[str, List[Tuple[Atoms, str]]]]] = {
     "molecules": explore_molecules,
     "water_cluster": lambda potential, rng: {"water_cluster": explore_water_clusters(potential, rng)},
     "water_periodic": explore_water_boxes,
+    "water_minimisation": explore_water_minimisation,
 }
 
 
