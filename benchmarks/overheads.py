@@ -107,8 +107,13 @@ class _ProtocolFloor(Calculator):
         super().calculate(atoms, properties, system_changes)
         a = self.atoms
         out = self.module.compute(
-            torch.from_numpy(a.numbers), torch.from_numpy(a.positions), torch.from_numpy(a.cell.array),
-            torch.from_numpy(a.pbc), None, True, self.virial,
+            torch.from_numpy(a.numbers),
+            torch.from_numpy(a.positions),
+            torch.from_numpy(a.cell.array),
+            torch.from_numpy(a.pbc),
+            None,
+            True,
+            self.virial,
         )
         self.results = {"energy": float(out["energy"]), "forces": out["forces"].numpy()}
 

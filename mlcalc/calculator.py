@@ -50,7 +50,9 @@ class MLCalculator(Calculator):
         old = self.atoms
         if old is None or len(old) != len(atoms) or old.arrays.keys() != atoms.arrays.keys():
             return super().check_state(atoms, tol)
-        changes = [name for name in _CHECKED_ARRAYS if name in old.arrays and _differ(old.arrays[name], atoms.arrays[name])]
+        changes = [
+            name for name in _CHECKED_ARRAYS if name in old.arrays and _differ(old.arrays[name], atoms.arrays[name])
+        ]
         if _differ(old.cell.array, atoms.cell.array):
             changes.append("cell")
         if _differ(old.pbc, atoms.pbc):

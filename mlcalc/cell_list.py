@@ -201,7 +201,9 @@ def cell_list_pairs(
     order.append(row)
     start_t = torch.tensor(start, dtype=torch.float64, device=device)
     # (A flat open direction has one bin; any width avoids 0/0 in its bin coordinate.)
-    width_t = torch.tensor([span[k] / bins[k] if span[k] > 0 else 1.0 for k in range(3)], dtype=torch.float64, device=device)
+    width_t = torch.tensor(
+        [span[k] / bins[k] if span[k] > 0 else 1.0 for k in range(3)], dtype=torch.float64, device=device
+    )
     nb_t = torch.tensor(bins, dtype=torch.long, device=device)
     bin_coordinate = (frac - start_t) / width_t  # continuous bin index along each direction
     cell_bin = torch.minimum(torch.clamp(torch.floor(bin_coordinate).to(torch.long), min=0), nb_t - 1)
@@ -329,7 +331,15 @@ def cell_list_pairs(
             exact = positions[j] - positions[i] + torch.mm(shifts.to(dtype), cell_d)
             keep[near] = keep[near] & ((exact * exact).sum(1) < cutoff2)
         kept = keep.nonzero().squeeze(1)
-        i, j, shifts = _edges(pair.index_select(0, kept), slot.index_select(0, kept), first_atom, k_combos, pair_shift, slot_shift, ext_atom)
+        i, j, shifts = _edges(
+            pair.index_select(0, kept),
+            slot.index_select(0, kept),
+            first_atom,
+            k_combos,
+            pair_shift,
+            slot_shift,
+            ext_atom,
+        )
         first_list.append(i)
         second_list.append(j)
         shift_list.append(shifts)

@@ -241,7 +241,10 @@ class Potential:
                 self.check_structure(numbers[atoms], positions[atoms], cell[b], pbc[b])
             raise
         energy_scale = self.energy_unit_in_ev
-        results = {"energy": _to_numpy(out["energy"], energy_scale), "energies": _to_numpy(out["energies"], energy_scale)}
+        results = {
+            "energy": _to_numpy(out["energy"], energy_scale),
+            "energies": _to_numpy(out["energies"], energy_scale),
+        }
         if forces:
             results["forces"] = _to_numpy(out["forces"], energy_scale / scale)
         if want_virial:

@@ -140,7 +140,7 @@ def explore_water_minimisation(
         atoms.calc = mlcalc.MLCalculator(potential)
         frames: List[Atoms] = []
         optimizer = FIRE(atoms, logfile=None)
-        optimizer.attach(lambda: frames.append(atoms.copy()), interval=5)
+        optimizer.attach(lambda frames=frames, atoms=atoms: frames.append(atoms.copy()), interval=5)
         optimizer.run(fmax=0.01, steps=150)
         n_waters = len(atoms) // 3
         for frame in frames:
@@ -188,9 +188,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m training explore")
     parser.add_argument("--potential", required=True, help="the candidate potential file that drives the MD")
     parser.add_argument("--round", type=int, default=1, help="active-learning round (its own cache and seed)")
+    parser.add_argument("--groups", default=",".join(EXPLORERS), help="comma-separated groups to run (default: all)")
     args = parser.parse_args()
     potential = mlcalc.load(args.potential, device="cpu")
     for index, (group, explorer) in enumerate(EXPLORERS.items()):
+        if group not in args.groups.split(","):
+            continue
         cache = DATA / f"explore{args.round}_{group}.npz"
         sampled = DATA / "explore_frames" / cache.name
         if cache.exists():
@@ -198,7 +201,9 @@ def main() -> None:
         began = time.perf_counter()
         if not sampled.exists():
             found = explorer(potential, np.random.default_rng(SEED + 100 * args.round + index))
-            frames = [(a, family, f"explore{args.round}-{origin}") for family, items in found.items() for a, origin in items]
+            frames = [
+                (a, family, f"explore{args.round}-{origin}") for family, items in found.items() for a, origin in items
+            ]
             sampled.parent.mkdir(exist_ok=True)
             atomic_write_npz(sampled, **pack(frames))
             counts = ", ".join(f"{family} {len(items)}" for family, items in found.items())

@@ -61,7 +61,9 @@ def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
     report: Dict[str, Dict[str, dict]] = {"first": {}, "explored": {}}
     for part in report:
         for family in sorted({labels[k].family for k in test}):
-            members = [frames[k] for k in test if labels[k].family == family and explored(labels[k]) == (part == "explored")]
+            members = [
+                frames[k] for k in test if labels[k].family == family and explored(labels[k]) == (part == "explored")
+            ]
             if members:
                 report[part][family] = family_errors(potential, members)
                 print(part, family, report[part][family], flush=True)
