@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import CalculationFailed
+from ase.geometry import find_mic
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.optimize import FIRE
@@ -29,7 +30,17 @@ from ase.optimize import FIRE
 import mlcalc
 from training.common import DATA, EXPLORED, SEED, atomic_write_npz, xtb_calculator
 from training.label import structures
-from training.sample import bonds, butane, carve_cluster, geometry, pack, tip3p_box_frames, water_box, water_cluster
+from training.sample import (
+    bonds,
+    butane,
+    carve_cluster,
+    geometry,
+    pack,
+    tip3p_box_frames,
+    water_bonds,
+    water_box,
+    water_cluster,
+)
 
 FRAME_INTERVAL_FS = 50.0
 BROKEN_STRETCH = 1.6  # a bond longer than this × its start length ends the run
@@ -40,8 +51,7 @@ PER_ATOM = ("numbers", "positions")  # the per-atom arrays of a packed file
 def covalent_pairs(atoms: Atoms) -> np.ndarray:
     """The start's covalent bonds: O-H of O,H,H water triples for waters, else by covalent radii."""
     if atoms.pbc.any() or set(atoms.numbers.tolist()) == {1, 8}:
-        oxygens = np.arange(0, len(atoms), 3)
-        return np.concatenate([np.stack([oxygens, oxygens + 1], 1), np.stack([oxygens, oxygens + 2], 1)])
+        return water_bonds(atoms)
     return bonds(atoms)
 
 
@@ -69,11 +79,8 @@ def candidate_md(
 
 
 def _lengths(atoms: Atoms, pairs: np.ndarray) -> np.ndarray:
-    vectors = atoms.positions[pairs[:, 1]] - atoms.positions[pairs[:, 0]]
-    if atoms.pbc.any():
-        fractional = np.linalg.solve(atoms.cell.array.T, vectors.T).T
-        vectors = (fractional - np.round(fractional)) @ atoms.cell.array
-    return np.linalg.norm(vectors, axis=1)
+    _, lengths = find_mic(atoms.positions[pairs[:, 1]] - atoms.positions[pairs[:, 0]], atoms.cell, atoms.pbc)
+    return lengths
 
 
 def explore_molecules(potential: mlcalc.Potential, rng: np.random.Generator) -> Dict[str, List[Tuple[Atoms, str]]]:

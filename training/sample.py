@@ -41,6 +41,12 @@ def bonds(atoms: Atoms) -> np.ndarray:
     return np.stack([i, j], axis=1)
 
 
+def water_bonds(atoms: Atoms) -> np.ndarray:
+    """O-H bonds of waters stored as O, H, H triples (periodic boxes, where ``bonds`` would ignore images)."""
+    oxygens = np.arange(0, len(atoms), 3)
+    return np.concatenate([np.stack([oxygens, oxygens + 1], 1), np.stack([oxygens, oxygens + 2], 1)])
+
+
 def side_of(atoms: Atoms, a: int, b: int) -> List[int]:
     """Atoms on b's side of the bond a-b (the fragment a torsion about a-b moves)."""
     pairs = [p for p in bonds(atoms) if set(p) != {a, b}]

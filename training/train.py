@@ -99,7 +99,6 @@ def main() -> None:
     graphs = load_graphs(HYPERPARAMETERS["cutoff"])
     parts = split(graphs)
     reference = self_energy_fit([graphs[k] for k in parts["train"]], len(HCNO))
-    float64_graphs, graphs = graphs, [to_float32(g, reference) for g in graphs]
     model = HIPNN(**HYPERPARAMETERS).float()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     epoch, best, spent, budget = 0, float("inf"), 0.0, 60.0 * (args.minutes or 40.0)
@@ -110,7 +109,6 @@ def main() -> None:
         if state["split"] != parts:
             raise SystemExit(f"{args.checkpoint} was trained on other data: start a new --checkpoint (--init it)")
         reference = state["self_energy_reference"]
-        graphs = [to_float32(g, reference) for g in float64_graphs]
         model.load_state_dict(state["last_model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, best, spent = state["epoch"], state["best_score"], state["seconds_spent"]
@@ -123,9 +121,9 @@ def main() -> None:
                 raise SystemExit(f"{args.init} holds another architecture: it cannot start this run")
             model.load_state_dict(start["best_model"])
             reference = start["self_energy_reference"]  # the energy zero the model was trained against
-            graphs = [to_float32(g, reference) for g in float64_graphs]
             print(f"starting from the best model of {args.init} (epoch {start['epoch']})", flush=True)
         state = {"hyperparameters": HYPERPARAMETERS, "split": parts, "self_energy_reference": reference}
+    graphs = [to_float32(g, reference) for g in graphs]
     rng = np.random.default_rng(SEED + epoch)
     print(f"{len(graphs)} structures: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()), flush=True)
     print(f"{sum(p.numel() for p in model.parameters())} parameters, {torch.get_num_threads()} threads", flush=True)

@@ -40,6 +40,7 @@ from training.sample import (
     geometry,
     relax,
     torsion_scan,
+    water_bonds,
     water_box,
     water_cluster,
 )
@@ -173,7 +174,7 @@ def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: n
     """Langevin NVT at 300 K (0.5 fs, friction 2/ps); bond stretch and non-hierarchicality every 100 fs."""
     began = time.perf_counter()
     atoms.calc = mlcalc.MLCalculator(potential)
-    pairs = _water_bonds(atoms) if atoms.pbc.any() else bonds(atoms)
+    pairs = water_bonds(atoms) if atoms.pbc.any() else bonds(atoms)
     start_lengths = np.array([atoms.get_distance(i, j, mic=True) for i, j in pairs])
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=rng)
     Stationary(atoms)
@@ -201,12 +202,6 @@ def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: n
         "non_hierarchicality_median": float(np.median(hierarchy)),
         "wall_s": time.perf_counter() - began,
     }
-
-
-def _water_bonds(atoms: Atoms) -> np.ndarray:
-    """O-H bonds of a water box built as O, H, H triples."""
-    oxygens = np.arange(0, len(atoms), 3)
-    return np.concatenate([np.stack([oxygens, oxygens + 1], 1), np.stack([oxygens, oxygens + 2], 1)])
 
 
 def main() -> None:
