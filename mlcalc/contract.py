@@ -21,7 +21,7 @@ from ase.data import chemical_symbols
 from mlcalc.errors import ContractError
 from mlcalc.units import canonical_energy_unit, canonical_length_unit
 
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"  # 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists)
 METADATA_FILE = "mlcalc_metadata.json"
 DTYPES = ("float32", "float64")
 

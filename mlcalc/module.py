@@ -7,6 +7,9 @@ Its methods are the contract's outer interface, usable from any code that can lo
 * ``compute(..., forces=True, virial=False)`` adds ``"forces"`` [N, 3] = -dE/dr and
   ``"virial"`` [B, 3, 3] = -dE/dε (ε the strain applied to positions and cell; stress = -virial / V).
 * ``neighbor_list(positions, cell, pbc, batch=None)`` → ``(edge_index [2, E], shifts [E, 3])``.
+* ``neighbor_list_within(positions, cell, pbc, batch, cutoff)``: the same for a larger cutoff (a Verlet
+  list: cutoff + skin), and ``compute_from_neighbors(..., edge_index, shifts, forces, virial)``:
+  ``compute`` on such candidate edges, of which the model sees those within its cutoff now (contract 1.1).
 
 ``cell`` may be [3, 3] or [B, 3, 3], ``pbc`` [3] or [B, 3]; ``batch`` (structure index per atom,
 non-decreasing) may be omitted for one structure.
@@ -56,6 +59,38 @@ class PotentialModule(torch.nn.Module):
         virial: bool = False,
     ) -> Dict[str, Tensor]:
         """Energies plus forces and/or virial from one forward and one backward pass."""
+        return self._compute(atomic_numbers, positions, cell, pbc, batch, None, None, forces, virial)
+
+    @torch.jit.export
+    def compute_from_neighbors(
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Optional[Tensor],
+        edge_index: Tensor,
+        shifts: Tensor,
+        forces: bool = True,
+        virial: bool = False,
+    ) -> Dict[str, Tensor]:
+        """``compute`` on candidate edges (from ``neighbor_list_within`` with a larger cutoff, possibly at
+        earlier positions): the model sees the candidates that lie within its cutoff now. The caller
+        guarantees that the candidates hold every such pair (no atom moved more than half the skin)."""
+        return self._compute(atomic_numbers, positions, cell, pbc, batch, edge_index, shifts, forces, virial)
+
+    def _compute(
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Optional[Tensor],
+        candidates: Optional[Tensor],
+        candidate_shifts: Optional[Tensor],
+        forces: bool,
+        virial: bool,
+    ) -> Dict[str, Tensor]:
         cell, pbc, batch = self._prepare(atomic_numbers, positions, cell, pbc, batch)
         if (forces or virial) and not torch.is_grad_enabled():
             raise RuntimeError("compute() needs gradients: call it outside torch.no_grad()/inference_mode()")
@@ -71,7 +106,7 @@ class PotentialModule(torch.nn.Module):
             wrt.append(strain)
             used_positions = positions + torch.bmm(positions.unsqueeze(1), strain[batch]).squeeze(1)
             used_cell = cell + torch.bmm(cell, strain)
-        out = self._evaluate(atomic_numbers, used_positions, used_cell, pbc, batch)
+        out = self._evaluate(atomic_numbers, used_positions, used_cell, pbc, batch, candidates, candidate_shifts)
         if len(wrt) > 0:
             grads = torch.autograd.grad([out["energy"].sum()], wrt, allow_unused=True)
             if forces:
@@ -94,15 +129,37 @@ class PotentialModule(torch.nn.Module):
         cell, pbc, batch = self._shapes(atomic_numbers, positions, cell, pbc, batch)
         return build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
 
+    @torch.jit.export
+    def neighbor_list_within(
+        self, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor], cutoff: float
+    ) -> Tuple[Tensor, Tensor]:
+        """``neighbor_list`` for a cutoff of at least the model's (a Verlet list: cutoff + skin)."""
+        if cutoff < self.cutoff:
+            raise ValueError(
+                "a Verlet list needs a cutoff of at least the model's {}, got {}".format(self.cutoff, cutoff)
+            )
+        atomic_numbers = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+        cell, pbc, batch = self._shapes(atomic_numbers, positions, cell, pbc, batch)
+        return build_graph(positions, cell, pbc, batch, cutoff, self.pair_chunk, self.max_images)
+
     def _evaluate(
-        self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Tensor,
+        candidates: Optional[Tensor] = None,
+        candidate_shifts: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         species = self.species_lookup[atomic_numbers]
-        edge_index, shifts = build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
+        if candidates is None or candidate_shifts is None:
+            edge_index, shifts = build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
+        else:
+            edge_index, shifts = self._within_cutoff(positions, cell, batch, candidates, candidate_shifts)
         first = edge_index[0]
         second = edge_index[1]
-        shift_vectors = torch.bmm(shifts.to(positions.dtype).unsqueeze(1), cell[batch[first]]).squeeze(1)
-        edge_vectors = positions[second] - positions[first] + shift_vectors
+        edge_vectors = positions[second] - positions[first] + _shift_vectors(shifts, cell, batch, first)
         inputs: Dict[str, Tensor] = {
             "atomic_numbers": atomic_numbers,
             "species": species,
@@ -136,6 +193,33 @@ class PotentialModule(torch.nn.Module):
             result[key] = value
         result["energy"] = energy
         return result
+
+    def _within_cutoff(
+        self, positions: Tensor, cell: Tensor, batch: Tensor, candidates: Tensor, candidate_shifts: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """The candidate edges shorter than the cutoff at these positions (the builder's criterion)."""
+        n = positions.shape[0]
+        if (
+            candidates.dim() != 2
+            or candidates.shape[0] != 2
+            or candidate_shifts.dim() != 2
+            or candidate_shifts.shape[0] != candidates.shape[1]
+            or candidate_shifts.shape[1] != 3
+        ):
+            raise ValueError(
+                "candidate edges must have shapes [2, E] and [E, 3], got {} and {}".format(
+                    candidates.shape, candidate_shifts.shape
+                )
+            )
+        if candidates.numel() > 0 and (int(candidates.min()) < 0 or int(candidates.max()) >= n):
+            raise ValueError("candidate edges name atoms outside 0..{}".format(n - 1))
+        with torch.no_grad():
+            p = positions.detach()
+            c = cell.detach()
+            first = candidates[0]
+            d = p[candidates[1]] - p[first] + _shift_vectors(candidate_shifts, c, batch, first)
+            keep = ((d * d).sum(-1) < self.cutoff * self.cutoff).nonzero().squeeze(1)
+        return candidates.index_select(1, keep), candidate_shifts.index_select(0, keep)
 
     def _prepare(
         self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor]
@@ -192,6 +276,14 @@ class PotentialModule(torch.nn.Module):
                 if int(batch[0]) < 0 or int(batch[-1]) >= cell.shape[0]:
                     raise ValueError("batch indices must lie in 0..{}".format(cell.shape[0] - 1))
         return cell, pbc, batch
+
+
+def _shift_vectors(shifts: Tensor, cell: Tensor, batch: Tensor, first: Tensor) -> Tensor:
+    """``shifts @ cell`` of each edge's structure [E, 3]; one matrix product for a single structure
+    (gathering a 3x3 cell per edge for ``bmm`` cost 4x more, in the backward pass of the virial)."""
+    if cell.shape[0] == 1:
+        return torch.mm(shifts.to(cell.dtype), cell[0])
+    return torch.bmm(shifts.to(cell.dtype).unsqueeze(1), cell[batch[first]]).squeeze(1)
 
 
 def copy_script_module(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:

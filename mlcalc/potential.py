@@ -20,6 +20,7 @@ from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedEleme
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
 from mlcalc.units import angstrom_per, ev_per
+from mlcalc.verlet import VerletList
 
 PathLike = Union[str, os.PathLike]
 DeviceLike = Union[str, torch.device, None]
@@ -32,6 +33,13 @@ REQUIRED_SCHEMAS = {
     "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
     "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
     "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
+}
+#: Methods added by contract 1.1 (Verlet lists), required of files that declare 1.1 or later.
+VERLET_SCHEMAS = {
+    "neighbor_list_within": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, float cutoff) "
+    "-> ((Tensor, Tensor))",
+    "compute_from_neighbors": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, "
+    "Tensor edge_index, Tensor shifts, bool forces=True, bool virial=False) -> Dict(str, Tensor)",
 }
 
 
@@ -151,18 +159,31 @@ class Potential:
         except ValueError as exc:
             raise InvalidStructureError(str(exc)) from None
 
+    def verlet_list(self, skin: float) -> VerletList:
+        """A Verlet list for one structure with a skin of ``skin`` Å, for :meth:`evaluate`'s ``verlet``."""
+        scale = self.length_unit_in_angstrom
+        return VerletList(self.module, self.metadata.cutoff, skin / scale, source=f"potential {self.name!r}")
+
     def evaluate(
-        self, images: Union[Atoms, Sequence[Atoms]], *, forces: bool = True, stress: bool = True
+        self,
+        images: Union[Atoms, Sequence[Atoms]],
+        *,
+        forces: bool = True,
+        stress: bool = True,
+        verlet: Optional[VerletList] = None,
     ) -> list[dict]:
         """Evaluate one or many ``ase.Atoms`` in one model call.
 
         Returns one dict per structure with ``energy`` (eV), ``free_energy``, ``energies`` [N] (eV),
         ``forces`` [N, 3] (eV/Å) and, for cells of non-zero volume, ``stress`` (Voigt, eV/Å³,
-        ASE's sign convention).
+        ASE's sign convention). ``verlet`` (one structure only, from :meth:`verlet_list`) reuses
+        candidate edges between calls.
         """
         if isinstance(images, Atoms):  # the ASE calculator's path: no concatenation, no batch vector
             arrays = (images.numbers, images.positions, images.cell.array[None], images.pbc[None], None)
             counts = [len(images)]
+        elif verlet is not None:
+            raise ValueError("a Verlet list serves one structure: pass one Atoms, not a list")
         else:
             images = list(images)
             if not images:
@@ -175,7 +196,7 @@ class Potential:
                 np.stack([a.pbc for a in images]),
                 np.repeat(np.arange(len(images)), counts),
             )
-        results = self.evaluate_arrays(*arrays, forces=forces, stress=stress)
+        results = self.evaluate_arrays(*arrays, forces=forces, stress=stress, verlet=verlet)
         per_image = []
         start = 0
         for b, count in enumerate(counts):
@@ -200,9 +221,11 @@ class Potential:
         *,
         forces: bool = True,
         stress: bool = True,
+        verlet: Optional[VerletList] = None,
     ) -> dict[str, np.ndarray]:
         """Evaluate structures given as arrays (Å); ``cell`` [B, 3, 3], ``pbc`` [B, 3], ``batch`` [N]
-        (may be omitted for one structure).
+        (may be omitted for one structure). ``verlet``: candidate edges reused between calls (one
+        structure, see :meth:`verlet_list`).
 
         Returns ``energy`` [B] and ``energies`` [N] in eV, ``forces`` [N, 3] in eV/Å and ``stress``
         [B, 6] in eV/Å³ (NaN rows for cells of zero volume).
@@ -230,9 +253,15 @@ class Potential:
             self._tensor(pbc, torch.bool),
             None if batch is None else self._tensor(batch, torch.long),
         )
+        if verlet is not None and len(cell) != 1:
+            raise ValueError("a Verlet list serves one structure, not a batch")
         try:
             with torch.enable_grad():
-                out = self.module.compute(*inputs, forces, want_virial)
+                if verlet is None:
+                    out = self.module.compute(*inputs, forces, want_virial)
+                else:
+                    edges, shifts = verlet.candidates(inputs[1], inputs[2], inputs[3])
+                    out = self.module.compute_from_neighbors(*inputs, edges, shifts, forces, want_virial)
         except (torch.jit.Error, RuntimeError):
             # The module checks its input too, with terser messages (TorchScript has no element names);
             # the checks are repeated here only after a failure, so that they cost nothing per call.
@@ -295,7 +324,10 @@ def _existing(path: PathLike) -> Path:
 
 
 def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source: str) -> None:
-    for method, expected in REQUIRED_SCHEMAS.items():
+    required = dict(REQUIRED_SCHEMAS)
+    if tuple(int(p) for p in metadata.contract_version.split(".")) >= (1, 1):
+        required.update(VERLET_SCHEMAS)
+    for method, expected in required.items():
         if not hasattr(module, method):
             raise ContractError(f"{source}: the module has no {method}() method; re-export it with mlcalc.export")
         schema = str(getattr(module, method).schema)

@@ -141,6 +141,23 @@ def test_one_model_call_serves_every_property(lj_path, monkeypatch):
     assert len(calls) == 2
 
 
+def test_calculate_called_directly_uses_and_keeps_a_copy_of_the_atoms_it_is_given(lj):
+    """Without Calculator.calculate underneath: a direct call still evaluates the atoms it is given
+    (not the last ones), keeps its own copy, and works with ASE's ``use_cache=False``."""
+    first, second = ALL["small_fcc"](), ALL["large_fcc"]()
+    calc = mlcalc.MLCalculator(lj)
+    calc.calculate(first)
+    calc.calculate(second)
+    assert calc.results["energy"] == lj.evaluate(second)[0]["energy"]
+    assert calc.atoms is not second and len(calc.atoms) == len(second)
+    second.positions[0] += 0.1  # the caller's atoms change; the calculator's copy does not
+    calc.calculate()  # atoms=None: the kept copy
+    assert calc.results["energy"] == lj.evaluate(ALL["large_fcc"]())[0]["energy"]
+    uncached = mlcalc.MLCalculator(lj, use_cache=False)
+    assert uncached.get_potential_energy(first) == lj.evaluate(first)[0]["energy"]
+    assert uncached.get_potential_energy(second) == lj.evaluate(second)[0]["energy"]
+
+
 def test_batch_equals_one_at_a_time(lj_path):
     calc = mlcalc.MLCalculator(lj_path, device="cpu")
     images = [ALL[name]() for name in sorted(ALL)]

@@ -84,7 +84,12 @@ def test_lennard_jones_exports_with_no_arguments(tmp_path):
 def test_info_prints_the_metadata(lj_path, capsys):
     assert main(["info", str(lj_path)]) == 0
     out = capsys.readouterr().out
-    for text in ("lennard-jones", "contract version  1.0", "cutoff            8.5 angstrom", "118 elements (H..Og)"):
+    for text in (
+        "lennard-jones",
+        f"contract version  {mlcalc.CONTRACT_VERSION}",
+        "cutoff            8.5 angstrom",
+        "118 elements (H..Og)",
+    ):
         assert text in out
     assert main(["info", "--json", str(lj_path)]) == 0
     assert json.loads(capsys.readouterr().out)["cutoff"] == CUTOFF

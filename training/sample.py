@@ -57,6 +57,19 @@ def side_of(atoms: Atoms, a: int, b: int) -> List[int]:
     return [k for k in range(n) if label[k] == label[b]]
 
 
+def phenyl_twisted(azobenzene: Atoms, cnnc: float, twist: float) -> Atoms:
+    """A copy of azobenzene with C-N=N-C set to ``cnnc`` and each ring's C-C-N=N to ``twist`` (degrees)."""
+    c1, n1, n2, c2 = AZOBENZENE_CNNC
+    atoms = azobenzene.copy()
+    atoms.set_dihedral(c1, n1, n2, c2, cnnc, indices=side_of(atoms, n1, n2))
+    pairs = bonds(atoms)
+    for ring_carbon, near, far in ((c1, n1, n2), (c2, n2, n1)):
+        bonded = [int(k) for p in pairs if ring_carbon in p for k in p if k != ring_carbon]
+        ortho = next(k for k in bonded if atoms.numbers[k] == 6)
+        atoms.set_dihedral(ortho, ring_carbon, near, far, twist, indices=side_of(atoms, near, ring_carbon))
+    return atoms
+
+
 def butane() -> Tuple[Atoms, Tuple[int, int, int, int]]:
     """trans-butane (ase.build) and its C-C-C-C torsion indices, in chain order."""
     atoms = molecule("trans-butane")
