@@ -83,9 +83,9 @@ class MLCalculator(Calculator):
         properties: Sequence[str] = ("energy",),
         system_changes: Sequence[str] = all_changes,
     ) -> None:
-        # Not Calculator.calculate: it copies the atoms that get_property has just copied, and stats
-        # the directory of a file-based calculator on disk (slow on network file systems).
-        if atoms is not None and (self.atoms is None or self.check_state(atoms)):
+        # Calculator.calculate would also stat the directory of a file-based calculator on disk at
+        # every call (slow on network file systems); this one writes no files.
+        if atoms is not None:
             self.atoms = atoms.copy()
         self.results = self.potential.evaluate(self.atoms, verlet=self.verlet)[0]
 

@@ -112,13 +112,19 @@ class Metadata:
         return cls(**record)
 
 
+def version_tuple(version: str) -> tuple[int, int]:
+    """``"MAJOR.MINOR"`` as a pair of integers; ValueError for anything else."""
+    parts = tuple(int(p) for p in version.split("."))
+    if len(parts) != 2:
+        raise ValueError(f"not MAJOR.MINOR: {version!r}")
+    return parts[0], parts[1]
+
+
 def check_contract_version(version: str, source: str = "file") -> None:
     """Raise :class:`ContractError` unless this mlcalc can read contract ``version``."""
-    ours = tuple(int(p) for p in CONTRACT_VERSION.split("."))
+    ours = version_tuple(CONTRACT_VERSION)
     try:
-        theirs = tuple(int(p) for p in version.split("."))
-        if len(theirs) != 2:
-            raise ValueError
+        theirs = version_tuple(version)
     except ValueError:
         raise ContractError(
             f"{source}: contract version {version!r} is not of the form MAJOR.MINOR; "

@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from mlcalc.contract import METADATA_FILE, Metadata
+from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedElementError
 from mlcalc.graph import complete_cell
@@ -182,8 +182,6 @@ class Potential:
         if isinstance(images, Atoms):  # the ASE calculator's path: no concatenation, no batch vector
             arrays = (images.numbers, images.positions, images.cell.array[None], images.pbc[None], None)
             counts = [len(images)]
-        elif verlet is not None:
-            raise ValueError("a Verlet list serves one structure: pass one Atoms, not a list")
         else:
             images = list(images)
             if not images:
@@ -236,6 +234,8 @@ class Potential:
         pbc = np.asarray(pbc, dtype=bool).reshape(-1, 3)
         if batch is None and len(cell) != 1:
             raise ValueError(f"{len(cell)} cells need the batch array (structure index of each atom)")
+        if verlet is not None and len(cell) != 1:
+            raise ValueError("a Verlet list serves one structure, not a batch")
         if batch is not None:
             batch = np.asarray(batch, dtype=np.int64)
         if positions.shape != (len(numbers), 3):
@@ -253,8 +253,6 @@ class Potential:
             self._tensor(pbc, torch.bool),
             None if batch is None else self._tensor(batch, torch.long),
         )
-        if verlet is not None and len(cell) != 1:
-            raise ValueError("a Verlet list serves one structure, not a batch")
         try:
             with torch.enable_grad():
                 if verlet is None:
@@ -325,7 +323,7 @@ def _existing(path: PathLike) -> Path:
 
 def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source: str) -> None:
     required = dict(REQUIRED_SCHEMAS)
-    if tuple(int(p) for p in metadata.contract_version.split(".")) >= (1, 1):
+    if version_tuple(metadata.contract_version) >= (1, 1):
         required.update(VERLET_SCHEMAS)
     for method, expected in required.items():
         if not hasattr(module, method):

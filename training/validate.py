@@ -150,17 +150,18 @@ def _azobenzene_profiles(calculator_factory) -> dict:
     _, n1, n2, c2 = AZOBENZENE_CNNC
     cis = lowest_minimum("cis", calculator_factory)
     trans = lowest_minimum("trans", calculator_factory)
-    cnnc = (Dihedral(*AZOBENZENE_CNNC).value(cis) + 180.0) % 360.0 - 180.0  # (-180, 180]
+    torsion = Dihedral(*AZOBENZENE_CNNC)
+    cnnc = (torsion.value(cis) + 180.0) % 360.0 - 180.0  # (-180, 180]
     side = 1.0 if cnnc >= 0 else -1.0  # turn the way the minimum already leans
     twists = side * np.arange(np.floor(abs(cnnc) / 10.0) * 10.0 + 10.0, 171.0, 10.0)
-    rotation = relaxed_scan(cis, calculator_factory(), Dihedral(*AZOBENZENE_CNNC), twists, fmax=FMAX, steps=500)
+    rotation = relaxed_scan(cis, calculator_factory(), torsion, twists, fmax=FMAX, steps=500)
     linear = cis.get_distance(n1, n2) + cis.get_distance(n2, c2)
     distances = np.linspace(cis.get_distance(n1, c2), linear - 0.002, 12)[1:]
     inversion = relaxed_scan(cis, calculator_factory(), Distance(n1, c2), distances, fmax=FMAX, steps=500)
     e_cis = cis.info["energy"]
     return {
         "cis_cnnc_deg": cnnc,
-        "trans_cnnc_deg": Dihedral(*AZOBENZENE_CNNC).value(trans),
+        "trans_cnnc_deg": torsion.value(trans),
         "trans_minus_cis_kcal_mol": (trans.info["energy"] - e_cis) * KCAL_PER_EV,
         "rotation_barrier_kcal_mol": float(rotation.energies.max() - e_cis) * KCAL_PER_EV,
         "inversion_barrier_kcal_mol": float(inversion.energies.max() - e_cis) * KCAL_PER_EV,
