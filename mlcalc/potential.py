@@ -20,7 +20,7 @@ from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedEleme
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
 from mlcalc.units import angstrom_per, ev_per
-from mlcalc.verlet import VerletList
+from mlcalc.verlet import VERLET_SCHEMAS, VerletList
 
 PathLike = Union[str, os.PathLike]
 DeviceLike = Union[str, torch.device, None]
@@ -33,13 +33,6 @@ REQUIRED_SCHEMAS = {
     "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
     "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
     "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
-}
-#: Methods added by contract 1.1 (Verlet lists), required of files that declare 1.1 or later.
-VERLET_SCHEMAS = {
-    "neighbor_list_within": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, float cutoff) "
-    "-> ((Tensor, Tensor))",
-    "compute_from_neighbors": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, "
-    "Tensor edge_index, Tensor shifts, bool forces=True, bool virial=False) -> Dict(str, Tensor)",
 }
 
 
