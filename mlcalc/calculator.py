@@ -98,5 +98,15 @@ class MLCalculator(Calculator):
 _CHECKED_ARRAYS = [name for name in all_changes if name not in ("cell", "pbc")]
 
 
+#: Arrays up to this many elements are compared as bytes (5x faster than ``==`` at 300 elements,
+#: slower from a few thousand on, where copying them into bytes costs more than the comparison).
+_BYTES_COMPARISON_MAX_SIZE = 1024
+
+
 def _differ(old: np.ndarray, new: np.ndarray) -> bool:
-    return old.shape != new.shape or not (old == new).all()
+    """Whether ``new`` differs from ``old`` in shape, dtype or any value, bit for bit."""
+    if old.shape != new.shape or old.dtype != new.dtype:
+        return True
+    if old.size <= _BYTES_COMPARISON_MAX_SIZE:
+        return old.tobytes() != new.tobytes()
+    return not (old == new).all()

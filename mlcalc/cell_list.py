@@ -257,9 +257,10 @@ def cell_list_pairs(
 
     cutoff2 = cutoff * cutoff
     cell_d = cell.to(dtype)
-    first_list: List[Tensor] = []
-    second_list: List[Tensor] = []
-    shift_list: List[Tensor] = []
+    kept_pairs: List[Tensor] = []
+    kept_slots: List[Tensor] = []
+    chunk_pair_shifts: List[List[Tensor]] = []
+    chunk_first_atoms: List[int] = []
     for first_atom in range(0, n, atoms_per_chunk):
         last_atom = min(n, first_atom + atoms_per_chunk)
         m = last_atom - first_atom
@@ -314,43 +315,44 @@ def cell_list_pairs(
         for c in range(3):
             delta = ext_columns[c].index_select(0, slot) - origin[c].contiguous().index_select(0, pair)
             r2.addcmul_(delta, delta)
-        candidate = (r2 < outer * outer).nonzero().squeeze(1)
-        pair = pair.index_select(0, candidate)
-        slot = slot.index_select(0, candidate)
-        r2 = r2.index_select(0, candidate)
-        keep = torch.ones_like(r2, dtype=torch.bool)
-        # (i, i, 0) has a distance of exactly zero (the same float32 numbers subtracted).
-        zero = (r2 == 0.0).nonzero().squeeze(1)
-        if zero.shape[0] > 0:
-            i, j, shifts = _edges(pair[zero], slot[zero], first_atom, k_combos, pair_shift, slot_shift, ext_atom)
-            keep[zero] = (i != j) | (shifts != 0).any(1)
-        # Decide the pairs near the cutoff from the positions as given, in their own dtype.
-        near = (r2 >= inner * inner).nonzero().squeeze(1)
-        if near.shape[0] > 0:
-            i, j, shifts = _edges(pair[near], slot[near], first_atom, k_combos, pair_shift, slot_shift, ext_atom)
-            exact = positions[j] - positions[i] + torch.mm(shifts.to(dtype), cell_d)
-            keep[near] = keep[near] & ((exact * exact).sum(1) < cutoff2)
-        kept = keep.nonzero().squeeze(1)
-        i, j, shifts = _edges(
-            pair.index_select(0, kept),
-            slot.index_select(0, kept),
-            first_atom,
-            k_combos,
-            pair_shift,
-            slot_shift,
-            ext_atom,
-        )
-        first_list.append(i)
-        second_list.append(j)
-        shift_list.append(shifts)
-    if len(first_list) == 0:
-        no_edges = torch.zeros((2, 0), dtype=torch.long, device=device)
-        return no_edges, torch.zeros((0, 3), dtype=torch.long, device=device)
-    # One copy into the output (a stack per chunk and a cat after would copy every edge twice).
+        # One mask over all candidates, compacted once (compacting the pre-filtered candidates first and
+        # the kept ones after cost ~10% more at 100k atoms).
+        within = r2 < outer * outer
+        # Decided apart (few): (i, i, 0), whose distance is exactly zero (the same float32 numbers
+        # subtracted), and the pairs near the cutoff, from the positions as given, in their own dtype.
+        special = ((r2 >= inner * inner) & within) | (r2 == 0.0)
+        rare = special.nonzero().squeeze(1)
+        if rare.shape[0] > 0:
+            i, j, rare_shifts = _edges(pair[rare], slot[rare], first_atom, k_combos, pair_shift, slot_shift, ext_atom)
+            rare_r2 = r2[rare]
+            exact = positions[j] - positions[i] + torch.mm(rare_shifts.to(dtype), cell_d)
+            not_self = (rare_r2 != 0.0) | (i != j) | (rare_shifts != 0).any(1)
+            within[rare] = not_self & ((rare_r2 < inner * inner) | ((exact * exact).sum(1) < cutoff2))
+        kept = within.nonzero().squeeze(1)
+        # Kept as int32 (pair, slot) until the end: 8 bytes per edge instead of 40 for (i, j, shift).
+        kept_pairs.append(pair.index_select(0, kept))
+        kept_slots.append(slot.index_select(0, kept))
+        chunk_pair_shifts.append(pair_shift)
+        chunk_first_atoms.append(first_atom)
     n_edges = 0
-    for i in first_list:
-        n_edges += i.shape[0]
+    for pairs in kept_pairs:
+        n_edges += pairs.shape[0]
+    # Each chunk's edges are written once, straight into the outputs: per-chunk edge tensors joined by
+    # a cat write every edge twice, and fresh memory costs a page fault per 4 kB on its first write.
     edge_index = torch.empty((2, n_edges), dtype=torch.long, device=device)
-    torch.cat(first_list, out=edge_index[0])
-    torch.cat(second_list, out=edge_index[1])
-    return edge_index, shift_list[0] if len(shift_list) == 1 else torch.cat(shift_list)
+    shifts = torch.empty((n_edges, 3), dtype=torch.long, device=device)
+    written = 0
+    for c in range(len(kept_pairs)):
+        pairs = kept_pairs[c]
+        slots = kept_slots[c]
+        stop = written + pairs.shape[0]
+        edge_index[0, written:stop].copy_(torch.div(pairs, k_combos, rounding_mode="floor") + chunk_first_atoms[c])
+        torch.index_select(ext_atom, 0, slots, out=edge_index[1, written:stop])
+        for d in range(3):
+            torch.add(
+                chunk_pair_shifts[c][d].index_select(0, pairs),
+                slot_shift[d].index_select(0, slots),
+                out=shifts[written:stop, d],
+            )
+        written = stop
+    return edge_index, shifts

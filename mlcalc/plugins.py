@@ -177,9 +177,7 @@ class Adapter(abc.ABC):
         dtype_name = None if dtype is None else str(dtype).replace("torch.", "")
         if dtype_name not in (None, "float32", "float64"):
             raise PluginError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        conversion = self.convert(
-            source, dtype=dtype_name, length_unit=length_unit, energy_unit=energy_unit, **options
-        )
+        conversion = self.convert(source, dtype=dtype_name, length_unit=length_unit, energy_unit=energy_unit, **options)
         extra = {"family": self.name, "family_package": self.package, "family_version": version}
         extra.update(conversion.extra)
         return export(

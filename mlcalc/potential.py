@@ -287,7 +287,9 @@ class Potential:
 def _to_numpy(tensor: torch.Tensor, factor: float) -> np.ndarray:
     """``tensor`` (an output of this call's ``compute``, owned by nobody else) as float64 NumPy,
     times ``factor``."""
-    array = tensor.to("cpu", torch.float64).numpy()
+    if tensor.dtype != torch.float64 or tensor.device.type != "cpu":
+        tensor = tensor.to("cpu", torch.float64)
+    array = tensor.numpy()
     return array * factor if factor != 1.0 else array
 
 

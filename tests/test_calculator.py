@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.calculators.calculator import PropertyNotImplementedError
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.calculators.morse import MorsePotential as AseMorse
 from ase.filters import FrechetCellFilter
@@ -139,6 +139,28 @@ def test_one_model_call_serves_every_property(lj_path, monkeypatch):
     atoms.positions[0, 0] += 0.01
     atoms.get_forces(), atoms.get_potential_energy()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("repeat", [1, 4])  # 96 and 6,144 coordinates: both sides of the bytes comparison's size
+def test_check_state_reports_what_ase_reports(lj, repeat):
+    """The exact comparison finds the changes ASE's own check finds, down to one ulp of one coordinate."""
+    calc = mlcalc.MLCalculator(lj)
+    atoms = ALL["small_fcc"]().repeat(repeat)
+    calc.calculate(atoms)
+    changes = {
+        "nothing": lambda a: None,
+        "one ulp": lambda a: a.positions.__setitem__((3, 1), np.nextafter(a.positions[3, 1], np.inf)),
+        "numbers": lambda a: a.numbers.__setitem__(0, 36),
+        "cell": lambda a: a.set_cell(a.cell.array * 1.01),
+        "pbc": lambda a: a.set_pbc([True, True, False]),
+        "charges": lambda a: a.set_initial_charges(np.full(len(a), 0.5)),
+    }
+    for label, change in changes.items():
+        changed = atoms.copy()
+        change(changed)
+        expected = Calculator.check_state(calc, changed, tol=0.0)
+        assert sorted(calc.check_state(changed)) == sorted(expected), label
+        assert bool(expected) == (label != "nothing"), label
 
 
 def test_calculate_called_directly_uses_and_keeps_a_copy_of_the_atoms_it_is_given(lj):

@@ -149,8 +149,21 @@ def test_command_line_and_analyze(argon, tmp_path, capsys):
     assert main(["md", "--config", str(tmp_path / "md.json"), "--production", "0.3", "--quiet"]) == 0
     universe = MDAnalysis.Universe(str(tmp_path / "cli" / "start.pdb"), str(tmp_path / "cli" / "trajectory.dcd"))
     assert len(universe.trajectory) == 6
-    assert main(["analyze", str(tmp_path / "cli" / "start.pdb"), str(tmp_path / "cli" / "trajectory.dcd"),
-                 "--select", "index 0-9", "--output", str(tmp_path / "analysis"), "--no-plots"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(tmp_path / "cli" / "start.pdb"),
+                str(tmp_path / "cli" / "trajectory.dcd"),
+                "--select",
+                "index 0-9",
+                "--output",
+                str(tmp_path / "analysis"),
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "analysis" / "rmsf.csv").read_text().count("\n") == 11
 
 

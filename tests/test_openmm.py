@@ -110,7 +110,9 @@ def test_ml_subset_of_a_larger_system(lj, platform):
     system = openmm.System()
     for _ in everything:
         system.addParticle(20.0)
-    system.addForce(create_force(lj, everything.numbers, atoms=ml_atoms))
+    force = create_force(lj, everything.numbers, atoms=ml_atoms)
+    assert force.getOutputsForces()  # from the file's compute, not openmm-torch's backward over parameters
+    system.addForce(force)
     energy, forces = evaluate(system, everything, platform)
     reference = ase_reference(lj, cluster)
     assert_same((energy, forces[ml_atoms]), reference)

@@ -59,8 +59,15 @@ def test_values_match_ase_and_gradients_match_finite_differences(make):
 
 @pytest.mark.parametrize(
     "coordinate, value",
-    [(Dihedral(0, 1, 2, 3), 65.0), (Dihedral(3, 2, 1, 0), -100.0), (Dihedral(4, 0, 1, 2), 100.0),
-     (Angle(0, 1, 2), 125.0), (Angle(2, 1, 0), 100.0), (Distance(1, 2), 1.7), (Distance(2, 1), 1.4)],
+    [
+        (Dihedral(0, 1, 2, 3), 65.0),
+        (Dihedral(3, 2, 1, 0), -100.0),
+        (Dihedral(4, 0, 1, 2), 100.0),
+        (Angle(0, 1, 2), 125.0),
+        (Angle(2, 1, 0), 100.0),
+        (Distance(1, 2), 1.7),
+        (Distance(2, 1), 1.4),
+    ],
 )
 @pytest.mark.parametrize("make", [butane, wrapped_butane])
 def test_set_coordinate_moves_one_side_rigidly(make, coordinate, value):

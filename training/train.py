@@ -1,10 +1,12 @@
 """Stage 3: train HIP-NN on the labelled data (float32, CPU), with checkpoints and resume.
 
-``python -m training train [--minutes 40] [--checkpoint PATH] [--threads 1] [--init CHECKPOINT]``.
+``python -m training train [--minutes 40] [--checkpoint PATH] [--threads 1] [--init CHECKPOINT]
+[--energy-weight 50]``.
 Energies are fitted relative to a least-squares energy per species (float64, stored in the checkpoint
 and added back to Ê^0 at export), so float32 keeps their precision. Loss (eV, Å):
 ENERGY_WEIGHT · mean_s (ΔE_s)²/N_s + mean(ΔF²); the energy weight makes an energy error of 0.5 kcal/mol
-cost about as much as a force error of 1 kcal/mol/Å in a 25-atom molecule. Adam with a cosine
+cost about as much as a force error of 1 kcal/mol/Å in a 25-atom molecule (``--energy-weight``, stored
+in the checkpoint). Adam with a cosine
 learning-rate schedule over the wall-clock budget (from ``--lr`` down to ``--lr`` / 100, after a short
 linear warm-up); the budget and the time spent are stored in the checkpoint, so a rerun resumes the
 same schedule. The model with the best validation score, E MAE / 0.5 kcal/mol + F MAE / 1 kcal/mol/Å
@@ -37,6 +39,10 @@ WARMUP_FRACTION = 0.02
 FINAL_LR_FRACTION = 0.01
 GRADIENT_CLIP = 10.0  # largest gradient norm of one step
 TARGETS = {"energy_mae": 0.5, "force_mae": 1.0}  # kcal/mol, kcal/mol/Å: the model-selection scale
+#: Structures with a larger force (eV/Å, ~460 kcal/mol/Å) are left out of training and model selection:
+#: atoms run into each other (0.09 Å apart in one explored frame, 46,556 kcal/mol/Å), far outside
+#: anything MD at 900 K visits, and squared errors there outweighed all the other structures together.
+MAX_TRAINING_FORCE = 20.0
 
 
 def score(metrics: dict) -> float:
@@ -44,13 +50,13 @@ def score(metrics: dict) -> float:
     return sum(metrics[key] / target for key, target in TARGETS.items())
 
 
-def loss_terms(out: dict, batch: dict) -> torch.Tensor:
+def loss_terms(out: dict, batch: dict, energy_weight: float = ENERGY_WEIGHT) -> torch.Tensor:
     """The training loss of one batch (see the module docstring)."""
     energy = ((out["energy"] - batch["energy"]) ** 2 / batch["n_atoms"]).mean()
-    return ENERGY_WEIGHT * energy + ((out["forces"] - batch["forces"]) ** 2).mean()
+    return energy_weight * energy + ((out["forces"] - batch["forces"]) ** 2).mean()
 
 
-def evaluate(model, graphs, indices) -> dict:
+def evaluate(model, graphs, indices, energy_weight: float = ENERGY_WEIGHT) -> dict:
     """Energy and force MAE (kcal/mol, kcal/mol/Å) and the mean batch loss over ``indices``."""
     e_err, f_err, loss = [], [], 0.0
     for start in range(0, len(indices), 64):
@@ -58,12 +64,17 @@ def evaluate(model, graphs, indices) -> dict:
         out = predict(model, batch, create_graph=False)
         e_err.append((out["energy"] - batch["energy"]).detach().abs())
         f_err.append((out["forces"] - batch["forces"]).detach().abs().flatten())
-        loss += float(loss_terms(out, batch).detach()) * len(batch["n_atoms"])
+        loss += float(loss_terms(out, batch, energy_weight).detach()) * len(batch["n_atoms"])
     return {
         "energy_mae": float(torch.cat(e_err).mean()) * KCAL_PER_EV,
         "force_mae": float(torch.cat(f_err).mean()) * KCAL_PER_EV,
         "loss": loss / len(indices),
     }
+
+
+def within_force_limit(graphs, indices) -> list:
+    """``indices`` without the structures whose largest force exceeds ``MAX_TRAINING_FORCE``."""
+    return [k for k in indices if float(graphs[k].forces.norm(dim=1).max()) <= MAX_TRAINING_FORCE]
 
 
 def learning_rate(peak: float, progress: float) -> float:
@@ -90,6 +101,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
     parser.add_argument(
+        "--energy-weight", type=float, default=None, help=f"energy loss weight ({ENERGY_WEIGHT}; resumed: as stored)"
+    )
+    parser.add_argument(
         "--init", type=Path, default=None, help="a new run starts from this checkpoint's best model (same architecture)"
     )
     args = parser.parse_args()
@@ -112,6 +126,11 @@ def main() -> None:
         model.load_state_dict(state["last_model"])
         optimizer.load_state_dict(state["optimizer"])
         epoch, best, spent = state["epoch"], state["best_score"], state["seconds_spent"]
+        if state.get("max_training_force") != MAX_TRAINING_FORCE:
+            raise SystemExit(f"{args.checkpoint} was trained with another force limit: start a new --checkpoint")
+        stored_weight = state.get("energy_weight", ENERGY_WEIGHT)
+        if args.energy_weight is not None and args.energy_weight != stored_weight:
+            raise SystemExit(f"{args.checkpoint} has energy weight {stored_weight}: start a new --checkpoint")
         budget = 60.0 * args.minutes if args.minutes is not None else state["seconds_budget"]
         print(f"resumed at epoch {epoch} ({spent:.0f} of {budget:.0f} s), best validation score {best:.3f}", flush=True)
     else:
@@ -123,11 +142,20 @@ def main() -> None:
             reference = start["self_energy_reference"]  # the energy zero the model was trained against
             print(f"starting from the best model of {args.init} (epoch {start['epoch']})", flush=True)
         state = {"hyperparameters": HYPERPARAMETERS, "split": parts, "self_energy_reference": reference}
+        state["energy_weight"] = ENERGY_WEIGHT if args.energy_weight is None else args.energy_weight
+        state["max_training_force"] = MAX_TRAINING_FORCE
+    energy_weight = state.get("energy_weight", ENERGY_WEIGHT)
     graphs = [to_float32(g, reference) for g in graphs]
     rng = np.random.default_rng(SEED + epoch)
     print(f"{len(graphs)} structures: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()), flush=True)
     print(f"{sum(p.numel() for p in model.parameters())} parameters, {torch.get_num_threads()} threads", flush=True)
-    train = np.array(parts["train"])
+    train = np.array(within_force_limit(graphs, parts["train"]))
+    validation = within_force_limit(graphs, parts["validation"])
+    print(
+        f"left out above {MAX_TRAINING_FORCE} eV/Å: {len(parts['train']) - len(train)} training and "
+        f"{len(parts['validation']) - len(validation)} validation structures",
+        flush=True,
+    )
     resumed_at, spent_before = time.perf_counter(), spent
     while spent < budget:
         model.train()
@@ -137,13 +165,13 @@ def main() -> None:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(args.lr, spent / budget)
             batch = collate([graphs[k] for k in order[start : start + BATCH_SIZE]])
-            loss = loss_terms(predict(model, batch, create_graph=True), batch)
+            loss = loss_terms(predict(model, batch, create_graph=True), batch, energy_weight)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
             optimizer.step()
         epoch += 1
-        metrics = evaluate(model, graphs, parts["validation"])
+        metrics = evaluate(model, graphs, validation, energy_weight)
         if score(metrics) < best:
             best = score(metrics)
             state["best_model"] = {k: v.clone() for k, v in model.state_dict().items()}

@@ -58,6 +58,7 @@ def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
     offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
     for s, atoms in enumerate(frames):
         atoms.info["energy"] = float(data["energy"][s])
+        atoms.info["origin"] = str(data["origin"][s])
         atoms.arrays["reference_forces"] = data["forces"][offsets[s] : offsets[s + 1]]
     labels = [_Labels(str(f), str(o)) for f, o in zip(data["family"], data["origin"])]
     test = split(labels)["test"]
@@ -74,17 +75,30 @@ def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
 
 
 def family_errors(potential: mlcalc.Potential, members: List[Atoms]) -> dict:
+    """Energy and force MAE (kcal/mol, kcal/mol/Å) of ``members``, also per origin (how each structure
+    was sampled, with the mean reference force for scale), and their non-hierarchicality."""
     results = potential.evaluate(members)
-    de = np.array([r["energy"] - a.info["energy"] for r, a in zip(results, members)])
-    df = np.concatenate([(r["forces"] - a.arrays["reference_forces"]).ravel() for r, a in zip(results, members)])
+    de = np.array([abs(r["energy"] - a.info["energy"]) for r, a in zip(results, members)]) * KCAL_PER_EV
+    df = [np.abs(r["forces"] - a.arrays["reference_forces"]).ravel() * KCAL_PER_EV for r, a in zip(results, members)]
     hierarchy = [structure_non_hierarchicality(potential, a) for a in members]
+    by_origin = {}
+    for origin in sorted({a.info["origin"] for a in members}):
+        chosen = [k for k, a in enumerate(members) if a.info["origin"] == origin]
+        reference = np.concatenate([np.abs(members[k].arrays["reference_forces"]).ravel() for k in chosen])
+        by_origin[origin] = {
+            "structures": len(chosen),
+            "energy_mae_kcal_mol": float(de[chosen].mean()),
+            "force_mae_kcal_mol_A": float(np.concatenate([df[k] for k in chosen]).mean()),
+            "mean_abs_reference_force_kcal_mol_A": float(reference.mean() * KCAL_PER_EV),
+        }
     return {
         "structures": len(members),
-        "energy_mae_kcal_mol": float(np.abs(de).mean() * KCAL_PER_EV),
-        "energy_mae_per_atom_kcal_mol": float(np.mean(np.abs(de) / [len(a) for a in members]) * KCAL_PER_EV),
-        "force_mae_kcal_mol_A": float(np.abs(df).mean() * KCAL_PER_EV),
+        "energy_mae_kcal_mol": float(de.mean()),
+        "energy_mae_per_atom_kcal_mol": float(np.mean(de / [len(a) for a in members])),
+        "force_mae_kcal_mol_A": float(np.concatenate(df).mean()),
         "non_hierarchicality_median": float(np.median(hierarchy)),
         "non_hierarchicality_max": float(np.max(hierarchy)),
+        "by_origin": by_origin,
     }
 
 

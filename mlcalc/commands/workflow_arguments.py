@@ -60,9 +60,7 @@ def parse_coordinate(kind: str, text: str) -> InternalCoordinate:
         indices = [int(part) for part in indices_text.replace(" ", "").split(",") if part != ""]
         target = float(target_text) if target_text.strip() else None
     except ValueError:
-        raise InternalCoordinateError(
-            f"cannot read --{kind} {text!r}: expected {COORDINATE_HELP}"
-        ) from None
+        raise InternalCoordinateError(f"cannot read --{kind} {text!r}: expected {COORDINATE_HELP}") from None
     return KINDS[kind](*indices, target=target)
 
 

@@ -4,13 +4,16 @@ OpenMM passes a TorchForce all N positions in nm (float64 and unwrapped on the R
 platforms, possibly float32 and wrapped per molecule on CUDA) and, when periodic, the box vectors
 in nm; it expects the energy in kJ/mol. :class:`TorchForceModule` converts units, selects the ML
 atoms and calls the file's own graph builder, so the numbers equal :class:`mlcalc.MLCalculator`'s.
+It returns the forces too (``setOutputsForces``), from the file's ``compute`` (a gradient with
+respect to the positions only): left to itself, openmm-torch's Reference and CPU kernel calls
+``energy.backward()``, which also accumulates a gradient for every model parameter at every step.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import openmm
@@ -73,7 +76,9 @@ _reload_torch_kernels()
 
 
 class TorchForceModule(torch.nn.Module):
-    """``forward(positions [N, 3] nm, boxvectors [3, 3] nm = None) -> energy`` in kJ/mol.
+    """``forward(positions [N, 3] nm, boxvectors [3, 3] nm = None) -> (energy, forces)``: the energy in
+    kJ/mol and the forces on all N particles in kJ/mol/nm (zero on particles outside the ML atoms),
+    in the dtype of ``positions``; for a TorchForce with ``setOutputsForces(True)``.
 
     Args:
         potential: the potential file's TorchScript module (model units).
@@ -97,22 +102,28 @@ class TorchForceModule(torch.nn.Module):
         self.select = indices is not None
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
         self.register_buffer("indices", torch.tensor(list(indices) if indices is not None else [], dtype=torch.long))
-        # A buffer, so that module.to(device) moves it and its dtype is the model's.
+        # Buffers, so that module.to(device) moves them; made once, not at every step.
         self.register_buffer("length_scale", torch.tensor(length_scale, dtype=dtype))
+        self.register_buffer("no_cell", torch.zeros((3, 3), dtype=dtype))
+        self.register_buffer("no_pbc", torch.zeros(3, dtype=torch.bool))
+        self.register_buffer("all_pbc", torch.ones(3, dtype=torch.bool))
         self.energy_scale = float(energy_scale)
+        self.force_scale = float(energy_scale) * float(length_scale)  # kJ/mol/nm per model force unit
 
-    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tensor:
-        if self.select:
-            positions = positions.index_select(0, self.indices)
-        positions = positions.to(self.length_scale.dtype) * self.length_scale
+    def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        ml_positions = positions.index_select(0, self.indices) if self.select else positions
+        ml_positions = ml_positions.detach().to(self.length_scale.dtype) * self.length_scale
         if boxvectors is None:
-            cell = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
-            pbc = torch.zeros(3, dtype=torch.bool, device=positions.device)
+            cell, pbc = self.no_cell, self.no_pbc
         else:
-            cell = boxvectors.to(positions.dtype) * self.length_scale
-            pbc = torch.ones(3, dtype=torch.bool, device=positions.device)
-        out = self.potential(self.atomic_numbers, positions, cell, pbc, None)
-        return out["energy"].sum() * self.energy_scale
+            cell, pbc = boxvectors.detach().to(ml_positions.dtype) * self.length_scale, self.all_pbc
+        out = self.potential.compute(self.atomic_numbers, ml_positions, cell, pbc, None, True, False)
+        energy = out["energy"].sum() * self.energy_scale
+        ml_forces = (out["forces"] * self.force_scale).to(positions.dtype)
+        if not self.select:
+            return energy, ml_forces
+        forces = torch.zeros(positions.shape, dtype=positions.dtype, device=positions.device)
+        return energy, forces.index_copy(0, self.indices, ml_forces)
 
 
 def create_force(
@@ -160,6 +171,7 @@ def create_force(
         dtype=potential.dtype,
     )
     force = openmmtorch.TorchForce(torch.jit.script(module))
+    force.setOutputsForces(True)
     force.setUsesPeriodicBoundaryConditions(bool(periodic))
     force.setProperty("useCUDAGraphs", "true" if cuda_graphs else "false")
     force.setName(f"mlcalc:{potential.name}")

@@ -84,15 +84,19 @@ class ImageCalculator(Calculator):
         # NEB asks every image for its results several times per step; ASE's full comparison took
         # 60% of a 7-atom batched NEB run (measured). Identical arrays need no full comparison.
         old = self.atoms
-        if old is not None and len(old) == len(atoms) and all(
-            np.array_equal(a, b)
-            for a, b in (
-                (old.positions, atoms.positions),
-                (old.numbers, atoms.numbers),
-                (old.cell.array, atoms.cell.array),
-                (old.pbc, atoms.pbc),
-                (old.arrays.get("initial_magmoms"), atoms.arrays.get("initial_magmoms")),
-                (old.arrays.get("initial_charges"), atoms.arrays.get("initial_charges")),
+        if (
+            old is not None
+            and len(old) == len(atoms)
+            and all(
+                np.array_equal(a, b)
+                for a, b in (
+                    (old.positions, atoms.positions),
+                    (old.numbers, atoms.numbers),
+                    (old.cell.array, atoms.cell.array),
+                    (old.pbc, atoms.pbc),
+                    (old.arrays.get("initial_magmoms"), atoms.arrays.get("initial_magmoms")),
+                    (old.arrays.get("initial_charges"), atoms.arrays.get("initial_charges")),
+                )
             )
         ):
             return []

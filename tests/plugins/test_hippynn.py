@@ -85,8 +85,6 @@ def reference_calculator(model, energy_unit):
     return calc
 
 
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``exported(name)``: a HIP-NN model saved with torch.save and loaded back, hippynn's calculator for

@@ -97,8 +97,6 @@ def reference_calculator(model: torch.nn.Module, head: str | None = None):
     return MACECalculator(models=model, default_dtype="float64", **kwargs)
 
 
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``exported(kind)``: a MACE model saved with torch.save and loaded back, mace's calculator for it

@@ -90,8 +90,6 @@ def reference_calculator(path):
         )
 
 
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """``exported(kind)``: a model saved with torch.save, SchNetPack's calculator for that file and the
