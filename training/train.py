@@ -3,14 +3,15 @@
 ``python -m training train [--minutes 40] [--checkpoint PATH] [--threads 1] [--init CHECKPOINT]
 [--energy-weight 50]``.
 Energies are fitted relative to a least-squares energy per species (float64, stored in the checkpoint
-and added back to Ê^0 at export), so float32 keeps their precision. Loss (eV, Å):
-ENERGY_WEIGHT · mean_s (ΔE_s)²/N_s + mean(ΔF²); the energy weight makes an energy error of 0.5 kcal/mol
-cost about as much as a force error of 1 kcal/mol/Å in a 25-atom molecule (``--energy-weight``, stored
-in the checkpoint). Adam with a cosine
-learning-rate schedule over the wall-clock budget (from ``--lr`` down to ``--lr`` / 100, after a short
-linear warm-up); the budget and the time spent are stored in the checkpoint, so a rerun resumes the
-same schedule. The model with the best validation score, E MAE / 0.5 kcal/mol + F MAE / 1 kcal/mol/Å
-(the errors measured against their targets), is kept in the checkpoint (written atomically each epoch).
+and added back to Ê^0 at export), so float32 keeps their precision. Loss (eV, Å): ENERGY_WEIGHT · mean_s
+(ΔE_s)²/N_s + mean(ΔF²); the energy weight makes an energy error of 0.5 kcal/mol cost about as much as a
+force error of 1 kcal/mol/Å in a 25-atom molecule (``--energy-weight``, stored in the checkpoint);
+structures with a force above ``MAX_TRAINING_FORCE`` are left out of training and model selection. Adam
+with a cosine learning-rate schedule over the wall-clock budget (from ``--lr`` down to ``--lr`` / 100,
+after a short linear warm-up); the budget and the time spent are stored in the checkpoint, so a rerun
+resumes the same schedule. The model with the best validation score, E MAE / 0.5 kcal/mol + F MAE / 1
+kcal/mol/Å (the errors measured against their targets), is kept in the checkpoint (written atomically
+each epoch).
 ``--init`` starts a new checkpoint from another one's best model and energy reference (active learning:
 the same architecture trained further on more data).
 """
