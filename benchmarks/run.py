@@ -1,6 +1,6 @@
 """Run every mlcalc benchmark and write ``results/benchmarks.json`` and ``results/neighbors.png``.
 
-    python benchmarks/run.py              # full run (~10 minutes on 2 CPU cores)
+    python benchmarks/run.py              # full run (~4 minutes on 2 CPU cores)
     python benchmarks/run.py --threads 1  # torch and vesin on one thread each
     python benchmarks/run.py --quick      # small sizes only, to check the script
 
