@@ -104,7 +104,7 @@ _BYTES_COMPARISON_MAX_SIZE = 1024
 
 
 def _differ(old: np.ndarray, new: np.ndarray) -> bool:
-    """Whether ``new`` differs from ``old`` in shape, dtype or any value, bit for bit."""
+    """Whether ``new`` differs from ``old`` in shape, dtype or any value (bit for bit when small)."""
     if old.shape != new.shape or old.dtype != new.dtype:
         return True
     if old.size <= _BYTES_COMPARISON_MAX_SIZE:
