@@ -1,11 +1,11 @@
-"""``python -m training STAGE``: geometries | sample | label | explore | train | export | validate."""
+"""``python -m training STAGE``: geometries | sample | label | explore | train | export | validate | probe."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-STAGES = ("geometries", "sample", "label", "explore", "train", "export", "validate")
+STAGES = ("geometries", "sample", "label", "explore", "train", "export", "validate", "probe")
 
 
 def main() -> None:

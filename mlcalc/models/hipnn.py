@@ -4,6 +4,9 @@ Written from the equations of seed 000 (Methods → HIP-NN, eqs. 1–7):
 
 - eq. 1, 2: E = Σ_i Ê_i, Ê_i = Σ_{n=0}^{N_int} Ê_i^n (hierarchical energy terms);
 - eq. 3, on-site layer: z_i^{l+1} = f(W^l z_i^l + B^l), f = softplus;
+  optionally (``residual=True``) z_i^{l+1} = z_i^l + f(W^l z_i^l + B^l), a simpler form of the residual
+  blocks hippynn uses by default, and f = shifted softplus, ln(1 + eˣ) − ln 2 (zero at zero, as in
+  SchNet): both train faster (training/README.md, capacity probe);
 - eq. 4, interaction layer: z_{i,a}^{l+1} = f(Σ_{j,b} v_{ab}(r_ij) z_{j,b}^l + Σ_b W_ab z_{i,b}^l + B_a);
 - eq. 5: v_{ab}(r) = Σ_ν V_{ν,a,b} s_ν(r);
 - eq. 6: s_ν(r) = exp[−(r⁻¹ − μ_ν⁻¹)² / (2 σ_ν⁻²)] φ_cut(r);
@@ -26,6 +29,10 @@ from torch import Tensor
 
 #: Elements of the bundled demo potential: H, C, N, O.
 HCNO = (1, 6, 7, 8)
+
+
+#: The activation functions f of eqs. 3–4, as the constant subtracted from softplus.
+ACTIVATION_SHIFTS = {"softplus": 0.0, "shifted_softplus": math.log(2.0)}
 
 
 def cosine_squared_cutoff(r: Tensor, cutoff: float) -> Tensor:
@@ -56,10 +63,13 @@ class InverseGaussianSensitivity(torch.nn.Module):
 
 
 class InteractionLayer(torch.nn.Module):
-    """Seed 000 eqs. 4–5: softplus(Σ_ν V_ν · (Σ_j s_ν(r_ij) z_j) + W z_i + B)."""
+    """Seed 000 eqs. 4–5: f(Σ_ν V_ν · (Σ_j s_ν(r_ij) z_j) + W z_i + B), f = softplus − ``shift``."""
 
-    def __init__(self, n_in: int, n_out: int, n_sensitivities: int, min_distance: float, cutoff: float):
+    def __init__(
+        self, n_in: int, n_out: int, n_sensitivities: int, min_distance: float, cutoff: float, shift: float = 0.0
+    ):
         super().__init__()
+        self.shift = shift
         self.sensitivity = InverseGaussianSensitivity(n_sensitivities, min_distance, cutoff)
         scale = 1.0 / math.sqrt(n_in * n_sensitivities)
         self.interaction = torch.nn.Parameter(torch.randn(n_sensitivities, n_in, n_out, dtype=torch.float64) * scale)
@@ -82,7 +92,7 @@ class InteractionLayer(torch.nn.Module):
         padded_z = padded_z.index_put((centre, slot), features[neighbour])
         environment = torch.bmm(padded_s.transpose(1, 2), padded_z)  # [N, S, F_in]
         interaction = torch.einsum("nsb,sba->na", environment, self.interaction)
-        return torch.nn.functional.softplus(interaction + self.self_interaction(features))
+        return torch.nn.functional.softplus(interaction + self.self_interaction(features)) - self.shift
 
 
 class HIPNN(torch.nn.Module):
@@ -96,6 +106,8 @@ class HIPNN(torch.nn.Module):
         n_sensitivities: Gaussian sensitivity functions per interaction layer.
         cutoff: R_cut in Å (also the graph cutoff of the exported file).
         min_distance: shortest distance (Å) the first sensitivity centre is placed at.
+        activation: f of eqs. 3–4, "softplus" (seed 000) or "shifted_softplus" (softplus − ln 2).
+        residual: on-site layers add f(W z + B) to their input instead of replacing it.
     """
 
     def __init__(
@@ -107,8 +119,14 @@ class HIPNN(torch.nn.Module):
         n_sensitivities: int = 16,
         cutoff: float = 5.0,
         min_distance: float = 0.8,
+        activation: str = "softplus",
+        residual: bool = False,
     ):
         super().__init__()
+        if activation not in ACTIVATION_SHIFTS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATION_SHIFTS)}, got {activation!r}")
+        self.shift = ACTIVATION_SHIFTS[activation]
+        self.residual = residual
         species = sorted(int(z) for z in species)
         if len(set(species)) != len(species) or not species or species[0] < 1:
             raise ValueError(f"species must be distinct atomic numbers >= 1, got {species}")
@@ -121,7 +139,7 @@ class HIPNN(torch.nn.Module):
         heads: List[torch.nn.Module] = []
         n_in = self.n_species
         for _ in range(n_interactions):
-            interactions.append(InteractionLayer(n_in, n_features, n_sensitivities, min_distance, cutoff))
+            interactions.append(InteractionLayer(n_in, n_features, n_sensitivities, min_distance, cutoff, self.shift))
             onsites.append(
                 torch.nn.ModuleList(
                     [torch.nn.Linear(n_features, n_features, dtype=torch.float64) for _ in range(n_onsite)]
@@ -140,7 +158,10 @@ class HIPNN(torch.nn.Module):
             "energy_unit": "eV",
             "description": (
                 f"HIP-NN ({n_interactions} interaction blocks, {n_onsite} on-site layers each, "
-                f"{n_features} features, {n_sensitivities} sensitivities, R_cut {cutoff} Å)"
+                f"{n_features} features, {n_sensitivities} sensitivities, R_cut {cutoff} Å"
+                + (f", {activation}" if activation != "softplus" else "")
+                + (", residual on-site layers" if residual else "")
+                + ")"
             ),
             "references": ["N. Lubbers, J. S. Smith, K. Barros, J. Chem. Phys. 148, 241715 (2018)"],
         }
@@ -156,7 +177,8 @@ class HIPNN(torch.nn.Module):
         for interaction, onsite, head in zip(self.interactions, self.onsites, self.heads):
             features = interaction(features, distances, centre, neighbour)
             for layer in onsite:
-                features = torch.nn.functional.softplus(layer(features))
+                activated = torch.nn.functional.softplus(layer(features)) - self.shift
+                features = features + activated if self.residual else activated
             terms.append(head(features).squeeze(-1))
         return torch.stack(terms, dim=1)
 
