@@ -6,10 +6,10 @@
 
 A cheap (minutes on one core) comparison of architectures before a run of hours: fit the first
 ``--structures`` training structures of ``--family`` (below the force limit of train.py, a fixed random
-choice) with train.py's loss and batches, Adam with a cosine decay from ``--lr`` to ``--lr``/100 over
-``--steps``, and report the energy and force MAE (kcal/mol, kcal/mol/Å) on them ("fit": what the
-architecture can represent in that many steps) and on the next ``--structures`` ones ("held": what it
-learnt) five times along the way. Everything but the architecture options is train.py's.
+choice) with train.py's loss, batch size and gradient clipping, Adam with a cosine decay from ``--lr``
+to ``--lr``/100 over ``--steps`` (no warm-up, unlike train.py), and report the energy and force MAE
+(kcal/mol, kcal/mol/Å; train.py's ``evaluate``) on them ("fit": what the architecture can represent in
+that many steps) and on the next ``--structures`` ones ("held": what it learnt) five times along the way.
 """
 
 from __future__ import annotations
@@ -24,21 +24,19 @@ import numpy as np
 import torch
 
 from mlcalc.models.hipnn import ACTIVATION_SHIFTS, HIPNN
-from training.common import KCAL_PER_EV, atomic_write_json
+from training.common import atomic_write_json
 from training.dataset import collate, load_graphs, predict, self_energy_fit, split, to_float32
-from training.train import BATCH_SIZE, FINAL_LR_FRACTION, GRADIENT_CLIP, HYPERPARAMETERS, loss_terms, within_force_limit
+from training.train import (
+    BATCH_SIZE,
+    FINAL_LR_FRACTION,
+    GRADIENT_CLIP,
+    HYPERPARAMETERS,
+    evaluate,
+    loss_terms,
+    within_force_limit,
+)
 
 REPORTS = 5
-
-
-def errors(model: HIPNN, graphs: list) -> dict:
-    """Energy and force MAE (kcal/mol, kcal/mol/Å) of ``model`` on ``graphs``."""
-    batch = collate(graphs)
-    out = predict(model, batch, create_graph=False)
-    return {
-        "energy_mae": float((out["energy"] - batch["energy"]).detach().abs().mean()) * KCAL_PER_EV,
-        "force_mae": float((out["forces"] - batch["forces"]).detach().abs().mean()) * KCAL_PER_EV,
-    }
 
 
 def main() -> None:
@@ -61,8 +59,8 @@ def main() -> None:
     graphs = [to_float32(g, reference) for g in graphs]
     members = [k for k in within_force_limit(graphs, parts["train"]) if graphs[k].family == args.family]
     members = np.random.default_rng(0).permutation(members)
-    fit = [graphs[k] for k in members[: args.structures]]
-    held = [graphs[k] for k in members[args.structures : 2 * args.structures]]
+    fit = members[: args.structures].tolist()
+    held = members[args.structures : 2 * args.structures].tolist()
     if len(held) < args.structures:
         raise SystemExit(f"{args.family} has {len(members)} training structures: fewer than 2 × --structures")
     architecture = dict(
@@ -83,7 +81,7 @@ def main() -> None:
             cosine = 0.5 * (1.0 + math.cos(math.pi * step / args.steps))
             for group in optimizer.param_groups:
                 group["lr"] = args.lr * (FINAL_LR_FRACTION + (1.0 - FINAL_LR_FRACTION) * cosine)
-            batch = collate([fit[k] for k in order[start : start + BATCH_SIZE]])
+            batch = collate([graphs[fit[k]] for k in order[start : start + BATCH_SIZE]])
             loss = loss_terms(predict(model, batch, create_graph=True), batch)
             optimizer.zero_grad()
             loss.backward()
@@ -91,7 +89,8 @@ def main() -> None:
             optimizer.step()
             step += 1
             if step % max(args.steps // REPORTS, 1) == 0:
-                history.append({"step": step, "fit": errors(model, fit), "held": errors(model, held)})
+                fitted, learnt = evaluate(model, graphs, fit), evaluate(model, graphs, held)
+                history.append({"step": step, "fit": fitted, "held": learnt})
                 print(
                     f"step {step:6d}  {time.perf_counter() - began:5.0f} s  force MAE fit "
                     f"{history[-1]['fit']['force_mae']:.3f}, held {history[-1]['held']['force_mae']:.3f} kcal/mol/Å",
