@@ -6,12 +6,13 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import all_changes
 
 from mlcalc.potential import DeviceLike, DtypeLike, PathLike, Potential, load
+from mlcalc.state_check import ExactStateCheck
 
 
-class MLCalculator(Calculator):
+class MLCalculator(ExactStateCheck):
     """ASE calculator for an mlcalc potential (eV, Å).
 
     Energy, per-atom energies, forces and, for cells of non-zero volume, stress (Voigt, eV/Å³,
@@ -61,22 +62,6 @@ class MLCalculator(Calculator):
         """Calls that reused the Verlet list's candidates (0 without a skin)."""
         return self.verlet.reuses if self.verlet is not None else 0
 
-    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
-        """ASE's check, by exact comparison of the same arrays (ASE's tolerant comparison took ~80 µs
-        per call, 5% of a 100-atom evaluation); ASE's own when the atoms differ in length or in which
-        arrays they hold."""
-        old = self.atoms
-        if old is None or len(old) != len(atoms) or old.arrays.keys() != atoms.arrays.keys():
-            return super().check_state(atoms, tol)
-        changes = [
-            name for name in _CHECKED_ARRAYS if name in old.arrays and _differ(old.arrays[name], atoms.arrays[name])
-        ]
-        if _differ(old.cell.array, atoms.cell.array):
-            changes.append("cell")
-        if _differ(old.pbc, atoms.pbc):
-            changes.append("pbc")
-        return [name for name in changes if name not in self.ignored_changes] if self.ignored_changes else changes
-
     def calculate(
         self,
         atoms: Optional[Atoms] = None,
@@ -93,20 +78,3 @@ class MLCalculator(Calculator):
         """Evaluate many structures in one model call; one results dict per structure, with the
         keys and units of :attr:`results`. The calculator's own cache is left untouched."""
         return self.potential.evaluate(images)
-
-
-_CHECKED_ARRAYS = [name for name in all_changes if name not in ("cell", "pbc")]
-
-
-#: Arrays up to this many elements are compared as bytes (5x faster than ``==`` at 300 elements,
-#: slower from a few thousand on, where copying them into bytes costs more than the comparison).
-_BYTES_COMPARISON_MAX_SIZE = 1024
-
-
-def _differ(old: np.ndarray, new: np.ndarray) -> bool:
-    """Whether ``new`` differs from ``old`` in shape, dtype or any value (bit for bit when small)."""
-    if old.shape != new.shape or old.dtype != new.dtype:
-        return True
-    if old.size <= _BYTES_COMPARISON_MAX_SIZE:
-        return old.tobytes() != new.tobytes()
-    return not (old == new).all()

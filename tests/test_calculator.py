@@ -31,6 +31,7 @@ from scipy.spatial.transform import Rotation
 from structures import ALL, unwrap
 
 import mlcalc
+from mlcalc.workflows.batch import BandCalculator, ImageCalculator
 
 
 def calculated(atoms: Atoms, potential) -> Atoms:
@@ -141,12 +142,21 @@ def test_one_model_call_serves_every_property(lj_path, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.parametrize("holder", ["calculator", "neb image"])
 @pytest.mark.parametrize("repeat", [1, 4])  # 96 and 6,144 coordinates: both sides of the bytes comparison's size
-def test_check_state_reports_what_ase_reports(lj, repeat):
-    """The exact comparison finds the changes ASE's own check finds, down to one ulp of one coordinate."""
-    calc = mlcalc.MLCalculator(lj)
+def test_check_state_reports_what_ase_reports(lj, repeat, holder):
+    """The exact comparison (of the calculator and of a band's image calculator) finds the changes
+    ASE's own check finds, down to one ulp of one coordinate."""
     atoms = ALL["small_fcc"]().repeat(repeat)
-    calc.calculate(atoms)
+    calc = mlcalc.MLCalculator(lj)
+    if holder == "calculator":
+        calc.calculate(atoms)
+    else:
+        image = atoms.copy()
+        BandCalculator(calc, [image])
+        image.get_forces()
+        calc = image.calc
+        assert isinstance(calc, ImageCalculator) and not calc.is_stale(atoms)
     changes = {
         "nothing": lambda a: None,
         "one ulp": lambda a: a.positions.__setitem__((3, 1), np.nextafter(a.positions[3, 1], np.inf)),

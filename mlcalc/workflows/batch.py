@@ -20,7 +20,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import BaseCalculator, Calculator, all_changes
+from ase.calculators.calculator import BaseCalculator, all_changes
+
+from mlcalc.state_check import ExactStateCheck
 
 #: Properties an image can hold; the band stores whatever the real calculator returns of these.
 BAND_PROPERTIES = ("energy", "free_energy", "energies", "forces", "stress")
@@ -70,7 +72,7 @@ class BandCalculator:
             calc.store(atoms, result)
 
 
-class ImageCalculator(Calculator):
+class ImageCalculator(ExactStateCheck):
     """One image's view of a :class:`BandCalculator`: holds that image's results; asks the band to
     evaluate (all changed images at once) when its image has moved."""
 
@@ -79,28 +81,6 @@ class ImageCalculator(Calculator):
     def __init__(self, band: BandCalculator):
         super().__init__()
         self.band = band
-
-    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
-        # NEB asks every image for its results several times per step; ASE's full comparison took
-        # 60% of a 7-atom batched NEB run (measured). Identical arrays need no full comparison.
-        old = self.atoms
-        if (
-            old is not None
-            and len(old) == len(atoms)
-            and all(
-                np.array_equal(a, b)
-                for a, b in (
-                    (old.positions, atoms.positions),
-                    (old.numbers, atoms.numbers),
-                    (old.cell.array, atoms.cell.array),
-                    (old.pbc, atoms.pbc),
-                    (old.arrays.get("initial_magmoms"), atoms.arrays.get("initial_magmoms")),
-                    (old.arrays.get("initial_charges"), atoms.arrays.get("initial_charges")),
-                )
-            )
-        ):
-            return []
-        return super().check_state(atoms, tol)
 
     def is_stale(self, atoms: Atoms) -> bool:
         """True when the cached results do not belong to ``atoms`` as it is now."""
