@@ -5,7 +5,9 @@ candidate (fast) for every family — the molecules at 300–900 K, water cluste
 periodic 27-water boxes at 300 and 400 K — keeping frames every 50 fs up to and including the first one
 in which a covalent bond of the start has stretched past 1.6× (or the last one before two atoms come
 within 0.6 Å of each other), and energy minimisations of periodic water boxes: exactly the regions
-where the candidate is wrong and the GFN2-xTB data were silent.
+where the candidate is wrong and the GFN2-xTB data were silent. From round 3 on also the candidate's
+own relaxed azobenzene rotation and inversion scans (group ``azobenzene_paths``), where a candidate can
+find a barrier path of its own that GFN2-xTB puts much higher; round 3 ran only that group.
 Liquid water is labelled both as open clusters carved around a centre water (cheap) and as a few
 whole periodic boxes (periodic GFN2-xTB, ~25 s each), so the model also sees bulk energies. Each
 group of the round is cached in ``training/data/explore{round}_GROUP.npz`` (a rerun resumes; the
@@ -29,18 +31,23 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.optimize import FIRE
 
 import mlcalc
+from mlcalc.workflows import Dihedral, Distance, NotConvergedError, relaxed_scan
 from training.common import DATA, EXPLORED, SEED, atomic_write_npz, xtb_calculator
 from training.label import structures
 from training.sample import (
+    AZOBENZENE_CNNC,
     bonds,
     butane,
     carve_cluster,
     geometry,
     pack,
+    phenyl_twisted,
+    relax,
     tip3p_box_frames,
     water_bonds,
     water_box,
     water_cluster,
+    with_rattles,
 )
 
 FRAME_INTERVAL_FS = 50.0
@@ -174,12 +181,56 @@ def explore_water_minimisation(
     return {"water_liquid": liquid, "water_box": boxes}
 
 
+def explore_azobenzene_paths(
+    potential: mlcalc.Potential, rng: np.random.Generator
+) -> Dict[str, List[Tuple[Atoms, str]]]:
+    """The candidate's own cis ⇄ trans paths: relaxed C-N=N-C rotation scans (10° steps) and N···C
+    inversion scans (up to the linear C-N=N angle) from its cis and trans minima, each point with two
+    displaced copies. The first data's scans were relaxed with GFN2-xTB; a candidate relaxed along the
+    same coordinate can find a lower path of its own where it is wrong (seed 002: such regions need
+    their own samples). Measured on v8: GFN2-xTB gives 16.1 kcal/mol on v8's inversion path, v8 9.4."""
+    calculator = mlcalc.MLCalculator(potential)
+    cis = relax(phenyl_twisted(geometry("azobenzene_cis"), 10.0, 40.0), fmax=0.01, steps=1000, calculator=calculator)
+    trans = relax(geometry("azobenzene_trans"), fmax=0.01, steps=1000, calculator=calculator)
+    _, n1, n2, c2 = AZOBENZENE_CNNC
+    frames: List[Tuple[Atoms, str]] = []
+    for start, angles in ((cis, np.arange(20.0, 171.0, 10.0)), (trans, np.arange(170.0, 9.0, -10.0))):
+        points = _scan_until_failure(start, calculator, Dihedral(*AZOBENZENE_CNNC), angles)
+        frames += [(f, "rotation") for point in points for f in with_rattles(point, rng)]
+    for start in (cis, trans):
+        linear = start.get_distance(n1, n2) + start.get_distance(n2, c2)
+        distances = np.linspace(start.get_distance(n1, c2), linear - 0.002, 12)[1:]
+        points = _scan_until_failure(start, calculator, Distance(n1, c2), distances)
+        frames += [(f, "inversion") for point in points for f in with_rattles(point, rng)]
+    return {"azobenzene": frames}
+
+
+def _scan_until_failure(start: Atoms, calculator, coordinate, grid: np.ndarray) -> List[Atoms]:
+    """Relaxed scan points (bare copies) up to the first one the candidate cannot reach: its surface
+    can turn a dihedral through a linear C-N=N angle, where the dihedral constraint is undefined."""
+    points: List[Atoms] = []
+    current = start
+    for target in grid:
+        try:
+            current = relaxed_scan(current, calculator, coordinate, [target], fmax=0.01, steps=500).images[0]
+        except (ValueError, NotConvergedError) as exc:
+            print(f"{coordinate.name} scan stopped at {target:.3f}: {exc}", flush=True)
+            break
+        current = Atoms(numbers=current.numbers, positions=current.positions)
+        points.append(current)
+    return points
+
+
 EXPLORERS: Dict[str, Callable[[mlcalc.Potential, np.random.Generator], Dict[str, List[Tuple[Atoms, str]]]]] = {
     "molecules": explore_molecules,
     "water_cluster": lambda potential, rng: {"water_cluster": explore_water_clusters(potential, rng)},
     "water_periodic": explore_water_boxes,
     "water_minimisation": explore_water_minimisation,
+    "azobenzene_paths": explore_azobenzene_paths,
 }
+#: The round each group was added in: a round runs by default only the groups that existed then, so the
+#: recorded commands of earlier rounds still make the same data.
+FIRST_ROUND = {"water_minimisation": 2, "azobenzene_paths": 3}
 
 
 def label(samples: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -209,11 +260,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m training explore")
     parser.add_argument("--potential", required=True, help="the candidate potential file that drives the MD")
     parser.add_argument("--round", type=int, default=1, help="active-learning round (its own cache and seed)")
-    parser.add_argument("--groups", default=",".join(EXPLORERS), help="comma-separated groups to run (default: all)")
+    parser.add_argument(
+        "--groups", default=None, help="comma-separated groups to run (default: all that existed in that round)"
+    )
     args = parser.parse_args()
+    groups = args.groups.split(",") if args.groups else [g for g in EXPLORERS if FIRST_ROUND.get(g, 1) <= args.round]
+    unknown = set(groups) - set(EXPLORERS)
+    if unknown:
+        raise SystemExit(f"unknown group(s) {', '.join(sorted(unknown))}: choose from {', '.join(EXPLORERS)}")
     potential = mlcalc.load(args.potential, device="cpu")
     for index, (group, explorer) in enumerate(EXPLORERS.items()):
-        if group not in args.groups.split(","):
+        if group not in groups:
             continue
         cache = DATA / f"explore{args.round}_{group}.npz"
         sampled = DATA / "explore_frames" / cache.name

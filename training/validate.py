@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 from ase import Atoms, units
@@ -138,11 +138,15 @@ def butane_scan(potential: mlcalc.Potential) -> dict:
 
 def azobenzene_barriers(potential: mlcalc.Potential) -> dict:
     """Lowest cis and trans minima and the two relaxed scans from cis, by each method (each on its own
-    geometries). Scan points whose constrained relaxation did not converge are listed, never dropped."""
+    geometries), and GFN2-xTB single points along the demo's scans. Scan points whose constrained
+    relaxation did not converge are listed, never dropped."""
     report: Dict[str, dict] = {}
+    paths = {}
     for name, factory in (("gfn2_xtb", xtb_calculator), ("demo", lambda: mlcalc.MLCalculator(potential))):
-        report[name] = _azobenzene_profiles(factory)
+        report[name], paths[name] = _azobenzene_profiles(factory)
         print(name, {k: v for k, v in report[name].items() if "profile" not in k}, flush=True)
+    report["gfn2_xtb_on_demo_paths"] = _single_points_along(paths["demo"])
+    print("gfn2_xtb_on_demo_paths", {k: v for k, v in report["gfn2_xtb_on_demo_paths"].items() if "profile" not in k})
     report["errors_kcal_mol"] = {
         key: report["demo"][key] - report["gfn2_xtb"][key]
         for key in ("trans_minus_cis_kcal_mol", "rotation_barrier_kcal_mol", "inversion_barrier_kcal_mol")
@@ -166,7 +170,28 @@ def lowest_minimum(label: str, calculator_factory) -> Atoms:
     return min(minima, key=lambda m: m.info["energy"])
 
 
-def _azobenzene_profiles(calculator_factory) -> dict:
+def _single_points_along(paths: Dict[str, List[Atoms]]) -> dict:
+    """GFN2-xTB energies (kcal/mol, from its energy at the first structure, the cis minimum) of the
+    structures of ``paths``: on the demo's own relaxed scans, a low demo barrier is a wrong barrier
+    path when GFN2-xTB puts the same geometries much higher."""
+
+    def energy(atoms: Atoms) -> float:
+        atoms = atoms.copy()
+        atoms.calc = xtb_calculator()
+        return atoms.get_potential_energy()
+
+    e_cis = energy(paths["cis"][0])
+    report = {}
+    for name in ("rotation", "inversion"):
+        profile = [float(energy(a) - e_cis) * KCAL_PER_EV for a in paths[name]]
+        report[f"{name}_profile_kcal_mol"] = profile
+        report[f"{name}_highest_kcal_mol"] = float(max(profile))
+    return report
+
+
+def _azobenzene_profiles(calculator_factory) -> Tuple[dict, Dict[str, List[Atoms]]]:
+    """The method's profiles (kcal/mol from its cis minimum), and the structures: its cis minimum and its
+    relaxed rotation and inversion scan points."""
     _, n1, n2, c2 = AZOBENZENE_CNNC
     cis = lowest_minimum("cis", calculator_factory)
     trans = lowest_minimum("trans", calculator_factory)
@@ -179,7 +204,7 @@ def _azobenzene_profiles(calculator_factory) -> dict:
     distances = np.linspace(cis.get_distance(n1, c2), linear - 0.002, 12)[1:]
     inversion = relaxed_scan(cis, calculator_factory(), Distance(n1, c2), distances, fmax=FMAX, steps=500)
     e_cis = cis.info["energy"]
-    return {
+    profiles = {
         "cis_cnnc_deg": cnnc,
         "trans_cnnc_deg": torsion.value(trans),
         "trans_minus_cis_kcal_mol": (trans.info["energy"] - e_cis) * KCAL_PER_EV,
@@ -192,6 +217,7 @@ def _azobenzene_profiles(calculator_factory) -> dict:
         "inversion_profile_kcal_mol": ((inversion.energies - e_cis) * KCAL_PER_EV).tolist(),
         "inversion_unconverged": inversion.unconverged,
     }
+    return profiles, {"cis": [cis], "rotation": rotation.images, "inversion": inversion.images}
 
 
 WATER_NPT_SEEDS = (7, 1, 2, 3)  # 7: the demo's own (water_npt's default)
