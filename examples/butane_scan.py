@@ -23,5 +23,7 @@ anti = relax_endpoint(butane, calc, fmax=1e-3)
 gauche = relax_endpoint(optimize(anti, calc, [cccc.with_target(65.0)]).atoms, calc, fmax=1e-3)
 path = dihedral_path(anti, gauche, calc, cccc, 7, backend="ase", fmax=5e-3, output="butane-path")
 neb = run_neb(make_band(anti, gauche, 5), calc, climb=True, fmax=0.02, output="butane-neb")
-print(f"anti → gauche barrier: driven path {path.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol, "
-      f"climbing-image NEB {neb.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol ({neb.calculator_calls} model calls)")
+print(
+    f"anti → gauche barrier: driven path {path.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol, "
+    f"climbing-image NEB {neb.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol ({neb.calculator_calls} model calls)"
+)
