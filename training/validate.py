@@ -34,6 +34,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 import mlcalc
 from mlcalc.demo import DemoOptions
+from mlcalc.demo.reference import single_points
 from mlcalc.demo.water import water_npt
 from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.workflows import Dihedral, Distance, relaxed_scan
@@ -141,11 +142,11 @@ def azobenzene_barriers(potential: mlcalc.Potential) -> dict:
     geometries), and GFN2-xTB single points along the demo's scans. Scan points whose constrained
     relaxation did not converge are listed, never dropped."""
     report: Dict[str, dict] = {}
-    paths = {}
+    structures = {}
     for name, factory in (("gfn2_xtb", xtb_calculator), ("demo", lambda: mlcalc.MLCalculator(potential))):
-        report[name], paths[name] = _azobenzene_profiles(factory)
+        report[name], *structures[name] = _azobenzene_profiles(factory)
         print(name, {k: v for k, v in report[name].items() if "profile" not in k}, flush=True)
-    report["gfn2_xtb_on_demo_paths"] = _single_points_along(paths["demo"])
+    report["gfn2_xtb_on_demo_paths"] = _single_points_along(*structures["demo"])
     print("gfn2_xtb_on_demo_paths", {k: v for k, v in report["gfn2_xtb_on_demo_paths"].items() if "profile" not in k})
     report["errors_kcal_mol"] = {
         key: report["demo"][key] - report["gfn2_xtb"][key]
@@ -170,28 +171,23 @@ def lowest_minimum(label: str, calculator_factory) -> Atoms:
     return min(minima, key=lambda m: m.info["energy"])
 
 
-def _single_points_along(paths: Dict[str, List[Atoms]]) -> dict:
-    """GFN2-xTB energies (kcal/mol, from its energy at the first structure, the cis minimum) of the
-    structures of ``paths``: on the demo's own relaxed scans, a low demo barrier is a wrong barrier
-    path when GFN2-xTB puts the same geometries much higher."""
-
-    def energy(atoms: Atoms) -> float:
-        atoms = atoms.copy()
-        atoms.calc = xtb_calculator()
-        return atoms.get_potential_energy()
-
-    e_cis = energy(paths["cis"][0])
+def _single_points_along(cis: Atoms, paths: Dict[str, List[Atoms]]) -> dict:
+    """GFN2-xTB energies (kcal/mol from its energy at ``cis``, the demo's cis minimum) of the demo's
+    relaxed scan points ``paths``: a low demo barrier is a wrong barrier path when GFN2-xTB puts the same
+    geometries much higher."""
+    xtb = xtb_calculator()
+    e_cis = single_points([cis], xtb)[0]
     report = {}
-    for name in ("rotation", "inversion"):
-        profile = [float(energy(a) - e_cis) * KCAL_PER_EV for a in paths[name]]
+    for name, points in paths.items():
+        profile = ((single_points(points, xtb) - e_cis) * KCAL_PER_EV).tolist()
         report[f"{name}_profile_kcal_mol"] = profile
-        report[f"{name}_highest_kcal_mol"] = float(max(profile))
+        report[f"{name}_highest_kcal_mol"] = max(profile)
     return report
 
 
-def _azobenzene_profiles(calculator_factory) -> Tuple[dict, Dict[str, List[Atoms]]]:
-    """The method's profiles (kcal/mol from its cis minimum), and the structures: its cis minimum and its
-    relaxed rotation and inversion scan points."""
+def _azobenzene_profiles(calculator_factory) -> Tuple[dict, Atoms, Dict[str, List[Atoms]]]:
+    """The method's profiles (kcal/mol from its cis minimum), its cis minimum, and its relaxed rotation
+    and inversion scan points."""
     _, n1, n2, c2 = AZOBENZENE_CNNC
     cis = lowest_minimum("cis", calculator_factory)
     trans = lowest_minimum("trans", calculator_factory)
@@ -217,7 +213,7 @@ def _azobenzene_profiles(calculator_factory) -> Tuple[dict, Dict[str, List[Atoms
         "inversion_profile_kcal_mol": ((inversion.energies - e_cis) * KCAL_PER_EV).tolist(),
         "inversion_unconverged": inversion.unconverged,
     }
-    return profiles, {"cis": [cis], "rotation": rotation.images, "inversion": inversion.images}
+    return profiles, cis, {"rotation": rotation.images, "inversion": inversion.images}
 
 
 WATER_NPT_SEEDS = (7, 1, 2, 3)  # 7: the demo's own (water_npt's default)
