@@ -13,7 +13,7 @@ from structures import small_fcc
 from tblite.ase import TBLite
 
 from mlcalc.workflows.constraints import FixInternalCoordinates, max_force
-from mlcalc.workflows.errors import InternalCoordinateError, NotConvergedError
+from mlcalc.workflows.errors import ConstraintNotHeldError, InternalCoordinateError, NotConvergedError
 from mlcalc.workflows.internal import Dihedral, Distance
 from mlcalc.workflows.optimize import optimize
 
@@ -127,6 +127,17 @@ def test_unconverged_optimisation_is_reported_not_hidden():
     assert "did not converge in 3 steps" in result.message and "fmax" in result.message
     with pytest.raises(NotConvergedError, match="did not converge"):
         result.raise_if_not_converged()
+
+
+def test_constraints_that_cannot_be_met_are_named_not_a_bare_ase_error():
+    atoms = Atoms("H3", positions=[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
+    # |0-2| = 3 Å with |0-1| = |1-2| = 1 Å breaks the triangle inequality: ASE's correction cannot converge
+    held = [Distance(0, 1).with_target(1.0), Distance(1, 2).with_target(1.0), Distance(0, 2).with_target(3.0)]
+    atoms.set_constraint(FixInternalCoordinates(held))
+    with pytest.raises(ConstraintNotHeldError, match=r"distance 0-2 = 3 Å\) cannot be met .* smaller steps"):
+        atoms.set_positions(atoms.positions + 0.01)
+    with pytest.raises(NotConvergedError, match="from the starting structure .* smaller steps"):
+        optimize(Atoms("H3", positions=atoms.positions), LennardJones(), held)
 
 
 def test_fixed_atom_inside_a_constraint_is_refused():

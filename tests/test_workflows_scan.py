@@ -121,6 +121,31 @@ def test_killed_scan_resumes_to_the_identical_table(tmp_path, backend):
         relaxed_scan(atoms, gfn2(), CCCC, output=tmp_path / "killed", **{**options, "fmax": 1e-3})
 
 
+def test_a_failing_point_stops_the_scan_with_the_points_before_it(tmp_path):
+    atoms = molecule("trans-butane")
+    options = dict(grid=[180.0, 150.0, 120.0, 90.0], fmax=5e-3)
+    reference = relaxed_scan(atoms, gfn2(), CCCC, **options)
+    first_two = Counting()
+    relaxed_scan(atoms, first_two, CCCC, **{**options, "grid": options["grid"][:2]})
+    with pytest.raises(Killed) as raised:  # the default: the calculator's own error, with a note
+        relaxed_scan(atoms, Counting(die_after=first_two.calls), CCCC, **options)
+    assert raised.value.__notes__ == [
+        "relaxed_scan stopped at point 3 of 4 (dihedral 0-1-2-3 = 120°) after 2 done points: "
+        'on_error="stop" returns them, output= keeps them on disk'
+    ]
+    fails_at_third = Counting(die_after=first_two.calls)
+    stopped = relaxed_scan(atoms, fails_at_third, CCCC, on_error="stop", output=tmp_path, **options)
+    assert not stopped.complete and stopped.stopped.startswith("point 3 of 4 (dihedral 0-1-2-3 = 120°): Killed")
+    assert [p.energy for p in stopped.points] == [p.energy for p in reference.points[:2]]
+    assert reference.complete and reference.stopped is None
+    written = json.loads((tmp_path / "scan.json").read_text())
+    assert written["stopped"] == stopped.stopped and len(written["points"]) == 2
+    nothing = relaxed_scan(atoms, Counting(die_after=0), CCCC, on_error="stop", output=tmp_path / "none", **options)
+    assert nothing.points == [] and nothing.targets.shape == (0, 1)
+    with pytest.raises(ValueError, match='on_error must be "raise" or "stop"'):
+        relaxed_scan(atoms, gfn2(), CCCC, on_error="skip", **options)
+
+
 def test_two_dimensional_scan_holds_both_dihedrals(tmp_path):
     atoms = molecule("trans-butane")
     methyl = Dihedral(5, 0, 1, 2)  # a methyl H rotor next to the backbone

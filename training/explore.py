@@ -31,7 +31,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from ase.optimize import FIRE
 
 import mlcalc
-from mlcalc.workflows import Dihedral, Distance, NotConvergedError, relaxed_scan
+from mlcalc.workflows import Dihedral, Distance, relaxed_scan
 from training.common import DATA, EXPLORED, SEED, atomic_write_npz, xtb_calculator
 from training.label import structures
 from training.sample import (
@@ -208,17 +208,10 @@ def explore_azobenzene_paths(
 def _scan_until_failure(start: Atoms, calculator, coordinate, grid: np.ndarray) -> List[Atoms]:
     """Relaxed scan points (bare copies) up to the first one the candidate cannot reach: its surface
     can turn a dihedral through a linear C-N=N angle, where the dihedral constraint is undefined."""
-    points: List[Atoms] = []
-    current = start
-    for target in grid:
-        try:
-            current = relaxed_scan(current, calculator, coordinate, [target], fmax=0.01, steps=500).images[0]
-        except (ValueError, NotConvergedError) as exc:
-            print(f"{coordinate.name} scan stopped at {target:.3f}: {exc}", flush=True)
-            break
-        current = Atoms(numbers=current.numbers, positions=current.positions)
-        points.append(current)
-    return points
+    scan = relaxed_scan(start, calculator, coordinate, list(grid), fmax=0.01, steps=500, on_error="stop")
+    if scan.stopped is not None:
+        print(f"{coordinate.name} scan stopped at {scan.stopped}", flush=True)
+    return [Atoms(numbers=image.numbers, positions=image.positions) for image in scan.images]
 
 
 EXPLORERS: Dict[str, Callable[[mlcalc.Potential, np.random.Generator], Dict[str, List[Tuple[Atoms, str]]]]] = {

@@ -9,7 +9,13 @@
 Atom indices are 0-based; angles in degrees, distances in Å, energies in eV.
 """
 
-from mlcalc.workflows.errors import CheckpointError, InternalCoordinateError, NotConvergedError, StructureFileError
+from mlcalc.workflows.errors import (
+    CheckpointError,
+    ConstraintNotHeldError,
+    InternalCoordinateError,
+    NotConvergedError,
+    StructureFileError,
+)
 from mlcalc.workflows.internal import Angle, Dihedral, Distance
 from mlcalc.workflows.neb import NEBResult, make_band, run_neb
 from mlcalc.workflows.optimize import OptimizationResult, optimize
@@ -19,6 +25,7 @@ from mlcalc.workflows.scan import ScanResult, relaxed_scan
 __all__ = [
     "Angle",
     "CheckpointError",
+    "ConstraintNotHeldError",
     "Dihedral",
     "Distance",
     "InternalCoordinateError",

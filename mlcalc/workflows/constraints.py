@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 from ase.constraints import FixAtoms, FixInternals
 
-from mlcalc.workflows.errors import InternalCoordinateError
+from mlcalc.workflows.errors import ConstraintNotHeldError, InternalCoordinateError
 from mlcalc.workflows.internal import Angle, Dihedral, Distance, InternalCoordinate, jacobian
 
 
@@ -47,6 +47,19 @@ class FixInternalCoordinates(FixInternals):
             mic=mic,
             epsilon=epsilon,
         )
+        self.coordinates = list(coordinates)
+
+    def adjust_positions(self, atoms: Atoms, new: np.ndarray) -> None:
+        try:
+            super().adjust_positions(atoms, new)
+        except ValueError as exc:  # ASE's bare "FixInternals.adjust_positions did not converge."
+            held = ", ".join(c.at(c.target) for c in self.coordinates)
+            raise ConstraintNotHeldError(
+                f"the constraints ({held}) cannot be met near the new positions (ASE: {exc}): the step went "
+                "where they have no nearby solution, usually an angle of a held dihedral near 180°, where the "
+                "dihedral is undefined, or targets that contradict each other; approach the targets in "
+                "smaller steps (a finer scan grid, more path images)"
+            ) from None
 
     def adjust_forces(self, atoms: Atoms, forces: np.ndarray) -> None:
         self.initialize(atoms)

@@ -9,6 +9,10 @@ class InternalCoordinateError(MLCalcError, ValueError):
     """An internal coordinate is ill-defined: indices out of range or repeated, collinear atoms."""
 
 
+class ConstraintNotHeldError(MLCalcError, ValueError):
+    """ASE's position correction found no positions near an optimiser step that meet every constraint."""
+
+
 class StructureFileError(MLCalcError, ValueError):
     """A structure file cannot be read, or holds something a workflow cannot use."""
 

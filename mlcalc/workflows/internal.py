@@ -77,6 +77,10 @@ class InternalCoordinate:
         """Label such as ``dihedral 0-1-2-3``."""
         return f"{self.kind} {self._name(self.indices)}"
 
+    def at(self, value: float) -> str:
+        """Label with a value, such as ``dihedral 0-1-2-3 = 110°`` or ``distance 0-2 = 3 Å``."""
+        return f"{self.name} = {value:g}" + ("°" if self.unit == "deg" else f" {self.unit}")
+
     def __repr__(self) -> str:
         args = ", ".join(str(i) for i in self.indices)
         return f"{type(self).__name__}({args}" + ("" if self.target is None else f", target={self.target:g}") + ")"

@@ -33,7 +33,7 @@ from mlcalc.workflows.constraints import (
     fixed_atoms,
     max_force,
 )
-from mlcalc.workflows.errors import NotConvergedError
+from mlcalc.workflows.errors import ConstraintNotHeldError, NotConvergedError
 from mlcalc.workflows.fragments import bond_pairs, moving_group, set_coordinate
 from mlcalc.workflows.internal import (
     InternalCoordinate,
@@ -162,10 +162,11 @@ def _optimize_ase(
     work.set_constraint(kept)
     try:
         work.set_positions(work.get_positions())  # ASE's Newton correction onto the targets
-    except ValueError as exc:  # FixInternals.adjust_positions did not converge
+    except ConstraintNotHeldError:
         raise NotConvergedError(
             f"could not bring {', '.join(c.name for c in targets)} to their targets from the starting structure "
-            f"({exc}); approach them in smaller steps (a scan or a path does this)"
+            "(ASE's FixInternals correction did not converge); approach them in smaller steps (a scan or a "
+            "path does this)"
         ) from None
     work.calc = calc
     dynamics = optimizer_class(work, logfile=logfile)

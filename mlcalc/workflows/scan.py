@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
@@ -51,6 +51,14 @@ class ScanResult:
     coordinates: list[InternalCoordinate]
     points: list[StepResult]
     output: Optional[Path] = None
+    #: Why the scan ended before its last point (``on_error="stop"``): the error of the first point it
+    #: could not compute. ``None`` when every point was run.
+    stopped: Optional[str] = None
+
+    @property
+    def complete(self) -> bool:
+        """True when every point of the grid was run (converged or not)."""
+        return self.stopped is None
 
     @property
     def converged(self) -> bool:
@@ -75,7 +83,8 @@ class ScanResult:
     @property
     def targets(self) -> np.ndarray:
         """Target values, shape [points, coordinates] (degrees or Å)."""
-        return np.array([[p.step.targets[i] for i in range(len(self.coordinates))] for p in self.points])
+        values = [[p.step.targets[i] for i in range(len(self.coordinates))] for p in self.points]
+        return np.array(values, dtype=float).reshape(len(self.points), len(self.coordinates))
 
     @property
     def images(self) -> list[Atoms]:
@@ -99,23 +108,28 @@ class ScanResult:
                 "coordinates": [c.name for c in self.coordinates],
                 "units": {"angle": "degree", "distance": "angstrom", "energy": "eV"},
                 "converged": self.converged,
+                "stopped": self.stopped,
                 "points": rows,
             },
         )
 
     def write(self, directory: PathLike) -> Path:
-        """Write ``scan.csv``, ``scan.json``, ``scan.extxyz`` and ``scan.png`` into ``directory``."""
+        """Write ``scan.csv``, ``scan.json``, ``scan.extxyz`` and ``scan.png`` (when there are points)
+        into ``directory``."""
         from mlcalc.workflows.plotting import plot_scan
 
         self.write_tables(directory)
         write_images_atomic(Path(directory) / "scan.extxyz", self.images)
-        plot_scan(self, Path(directory) / "scan.png")
+        if self.points:
+            plot_scan(self, Path(directory) / "scan.png")
         return Path(directory)
 
 
 def relative_to_lowest(energies: np.ndarray, converged: Sequence[bool]) -> np.ndarray:
     """``energies`` minus the lowest converged one (the lowest of all if none converged)."""
     energies = np.asarray(energies, dtype=float)
+    if energies.size == 0:
+        return energies
     mask = np.asarray(converged, dtype=bool)
     reference = energies[mask].min() if mask.any() else energies.min()
     return energies - reference
@@ -226,6 +240,7 @@ def relaxed_scan(
     output: Optional[PathLike] = None,
     resume: bool = True,
     progress: bool = False,
+    on_error: Literal["raise", "stop"] = "raise",
 ) -> ScanResult:
     """Relaxed scan of one or two internal coordinates (usually dihedrals).
 
@@ -242,11 +257,17 @@ def relaxed_scan(
             no resuming).
         resume: continue from the checkpoint in ``output`` when there is one.
         progress: show a progress bar.
+        on_error: what a point that raises (the calculator fails, the optimiser turns an angle of the
+            scanned dihedral linear) does: ``"raise"`` re-raises its error, noting how many points were
+            done; ``"stop"`` ends the scan there and returns the points done, with the error in
+            ``stopped`` (and in ``scan.json``). With ``output``, they are in its checkpoint either way.
 
     Returns:
         A :class:`ScanResult`. Points that did not converge are flagged (``converged``,
         ``unconverged``), never dropped.
     """
+    if on_error not in ("raise", "stop"):
+        raise ValueError(f'on_error must be "raise" or "stop", got {on_error!r}')
     coordinates = [coordinates] if isinstance(coordinates, InternalCoordinate) else list(coordinates)
     if len(coordinates) not in (1, 2):
         raise ValueError(f"a scan runs over one or two coordinates, got {len(coordinates)}")
@@ -275,19 +296,33 @@ def relaxed_scan(
         if output is not None:  # the tables after every point; structures and plot at the end
             ScanResult(coordinates, done).write_tables(output)
 
-    points = run_series(
-        {"input": atoms},
-        calc,
-        coordinates,
-        plan,
-        fixed=fixed,
-        checkpoint=checkpoint,
-        on_step=record,
-        progress=progress,
-        description="relaxed scan",
-        **options,
-    )
-    result = ScanResult(coordinates, points, Path(output) if output is not None else None)
+    stopped = None
+    try:
+        points = run_series(
+            {"input": atoms},
+            calc,
+            coordinates,
+            plan,
+            fixed=fixed,
+            checkpoint=checkpoint,
+            on_step=record,
+            progress=progress,
+            description="relaxed scan",
+            **options,
+        )
+    except Exception as exc:  # any calculator's failure, whatever its type
+        targets = ", ".join(coordinates[i].at(value) for i, value in plan[len(done)].targets.items())
+        where = f"point {len(done) + 1} of {len(plan)} ({targets})"
+        if on_error == "raise":
+            kept = (
+                f"they are in {output} (tables and checkpoint)"
+                if output is not None
+                else 'on_error="stop" returns them, output= keeps them on disk'
+            )
+            exc.add_note(f"relaxed_scan stopped at {where} after {len(done)} done points: {kept}")
+            raise
+        points, stopped = done, f"{where}: {type(exc).__name__}: {exc}"
+    result = ScanResult(coordinates, points, Path(output) if output is not None else None, stopped)
     if output is not None:
         result.write(output)
     return result
