@@ -31,7 +31,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(args)
     except (MLCalcError, FileNotFoundError, ValueError) as exc:
-        print(f"mlcalc {args.command}: error: {exc}", file=sys.stderr)
+        notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))  # e.g. where a scan stopped
+        print(f"mlcalc {args.command}: error: {exc}{notes}", file=sys.stderr)
         return 1
 
 

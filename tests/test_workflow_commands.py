@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from ase import Atoms
 from ase.build import molecule
 from ase.io import read, write
 
@@ -95,6 +96,16 @@ def test_malformed_coordinates_are_usage_errors(butane, tmp_path, capsys, option
 def test_coordinates_that_do_not_fit_the_structure_are_named(butane, tmp_path, capsys, options, message):
     assert main(["opt", str(butane), "--model", "demo", *options, "-o", str(tmp_path)]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_scan_that_fails_says_where(tmp_path, capsys):
+    """The demo knows no sulfur: the first point's evaluation fails, and the error says which point."""
+    structure = tmp_path / "h2s2.xyz"
+    write(structure, Atoms("HSSH", positions=[[-0.9, 1.0, 0.3], [0.0, 1.0, -0.5], [0.0, -1.0, -0.5], [0.9, -1.0, 0.3]]))
+    assert main(["scan", str(structure), "--model", "demo", "--dihedral", "0,1,2,3", "-o", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "mlcalc scan: error:" in err and "does not support S (Z=16)" in err
+    assert "\n  relaxed_scan stopped at point 1 of 36 (dihedral 0-1-2-3 = " in err and "with 0 points done" in err
 
 
 def test_collinear_atoms_make_a_dihedral_undefined(tmp_path, capsys):

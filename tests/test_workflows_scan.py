@@ -130,7 +130,7 @@ def test_a_failing_point_stops_the_scan_with_the_points_before_it(tmp_path):
     with pytest.raises(Killed) as raised:  # the default: the calculator's own error, with a note
         relaxed_scan(atoms, Counting(die_after=first_two.calls), CCCC, **options)
     assert raised.value.__notes__ == [
-        "relaxed_scan stopped at point 3 of 4 (dihedral 0-1-2-3 = 120°) after 2 done points: "
+        "relaxed_scan stopped at point 3 of 4 (dihedral 0-1-2-3 = 120°), with 2 points done: "
         'on_error="stop" returns them, output= keeps them on disk'
     ]
     fails_at_third = Counting(die_after=first_two.calls)

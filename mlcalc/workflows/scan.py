@@ -319,7 +319,8 @@ def relaxed_scan(
                 if output is not None
                 else 'on_error="stop" returns them, output= keeps them on disk'
             )
-            exc.add_note(f"relaxed_scan stopped at {where} after {len(done)} done points: {kept}")
+            note = f"relaxed_scan stopped at {where}, with {len(done)} points done"
+            exc.add_note(note + (f": {kept}" if done else ""))
             raise
         points, stopped = done, f"{where}: {type(exc).__name__}: {exc}"
     result = ScanResult(coordinates, points, Path(output) if output is not None else None, stopped)
