@@ -146,6 +146,25 @@ def test_a_failing_point_stops_the_scan_with_the_points_before_it(tmp_path):
         relaxed_scan(atoms, gfn2(), CCCC, on_error="skip", **options)
 
 
+def test_a_point_whose_tables_cannot_be_written_is_the_point_that_failed(tmp_path, monkeypatch):
+    from mlcalc.workflows.scan import ScanResult
+
+    writes = []
+    original = ScanResult.write_tables
+
+    def disk_full_at_second_point(self, directory):
+        writes.append(len(self.points))
+        if len(self.points) == 2:
+            raise OSError("No space left on device")
+        original(self, directory)
+
+    monkeypatch.setattr(ScanResult, "write_tables", disk_full_at_second_point)
+    options = dict(grid=[180.0, 150.0, 120.0], fmax=5e-3, output=tmp_path, on_error="stop")
+    stopped = relaxed_scan(molecule("trans-butane"), gfn2(), CCCC, **options)
+    assert len(stopped.points) == 1 and stopped.stopped.startswith("point 2 of 3 (dihedral 0-1-2-3 = 150°): OSError")
+    assert writes[:2] == [1, 2]
+
+
 def test_two_dimensional_scan_holds_both_dihedrals(tmp_path):
     atoms = molecule("trans-butane")
     methyl = Dihedral(5, 0, 1, 2)  # a methyl H rotor next to the backbone

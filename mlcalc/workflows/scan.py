@@ -292,9 +292,11 @@ def relaxed_scan(
     done: list[StepResult] = []
 
     def record(index: int, result: StepResult) -> None:
-        done.append(result)
+        # a point counts as done once its tables are written, so a failed write is reported as that
+        # point's failure (and ``plan[len(done)]`` below always exists)
         if output is not None:  # the tables after every point; structures and plot at the end
-            ScanResult(coordinates, done).write_tables(output)
+            ScanResult(coordinates, [*done, result]).write_tables(output)
+        done.append(result)
 
     stopped = None
     try:
