@@ -86,6 +86,14 @@ def test_set_coordinate_moves_one_side_rigidly(make, coordinate, value):
             assert atoms.get_distance(i, j, mic=mic) == pytest.approx(before.get_distance(i, j, mic=mic), abs=1e-9)
 
 
+def test_labels_print_each_unit_once():
+    """Axis labels and valued labels of plots and error messages: degrees glued to the number, Å spaced."""
+    assert Dihedral(0, 1, 2, 3).axis_label == "dihedral 0-1-2-3 (°)"
+    assert Angle(0, 1, 2).at(109.5) == "angle 0-1-2 = 109.5°"
+    assert Distance(0, 2).axis_label == "distance 0-2 (Å)"
+    assert Distance(0, 2).at(3) == "distance 0-2 = 3 Å"
+
+
 def test_bad_indices_are_refused_with_clear_messages():
     atoms = butane()
     with pytest.raises(InternalCoordinateError, match="out of range for a structure of 14 atoms; indices are 0-based"):

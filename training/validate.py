@@ -1,7 +1,8 @@
 """Stage 5: measure the bundled demo potential against GFN2-xTB; writes training/data/validation.json.
 
 ``python -m training validate [--md-ps 100] [--skip-md | --skip-static] [--md-systems A,B] [--potential FILE]
-[--output JSON]``:
+[--output JSON]``, or ``python -m training validate --merge PART.json ... --output JSON`` to join the reports of
+one potential run in separate processes (static results and MD systems apart):
 
 - held-out test set (the per-family split of training/dataset.py): energy and force MAE per family
   (kcal/mol, kcal/mol/Å; force MAE over Cartesian components) and the non-hierarchicality, for the
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -290,6 +292,43 @@ def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: n
     }
 
 
+def merge_reports(parts: List[dict]) -> dict:
+    """One report from the reports of one potential written by separate processes.
+
+    Each part holds the static results or some MD systems (``--skip-static --md-systems ...``); a result
+    that two parts hold, parts of different potentials or MD runs of different lengths are refused.
+    ``wall_s`` is the sum of the parts' (core seconds).
+    """
+    names = sorted({part["potential"] for part in parts})
+    if len(names) != 1:
+        raise ValueError(f"the parts validate different potentials {names}: merge the reports of one potential only")
+    merged: dict = {"potential": names[0]}
+    md: Dict[str, dict] = {}
+    for part in parts:
+        for key, value in part.items():
+            if key in ("potential", "wall_s", "md_note"):
+                continue
+            held = md.keys() & value.keys() if key == "md_stability" else {key} & merged.keys()
+            if held:
+                raise ValueError(f"{sorted(held)} appear in two parts: give each result once")
+            if key == "md_stability":
+                md.update(value)
+            else:
+                merged[key] = value
+    merged["wall_s"] = sum(part["wall_s"] for part in parts)
+    if md:
+        lengths = sorted({run["picoseconds"] for run in md.values()})
+        if len(lengths) != 1:
+            raise ValueError(f"the MD runs have different lengths {lengths} ps: merge runs of one length")
+        processes = sum("md_stability" in part for part in parts)
+        merged["md_stability"] = md
+        merged["md_note"] = (
+            f"{lengths[0]:g} ps per system, run in {processes} process{'es' if processes > 1 else ''} "
+            "(--skip-static --md-systems ...), merged"
+        )
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m training validate")
     parser.add_argument("--md-ps", type=float, default=100.0, help="NVT MD length per molecule (ps)")
@@ -300,7 +339,14 @@ def main() -> None:
     )
     parser.add_argument("--potential", default="demo", help="the potential file to validate (default: the bundled)")
     parser.add_argument("--output", type=Path, default=VALIDATION, help="the report to write")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="join reports of one potential into --output; runs nothing"
+    )
     args = parser.parse_args()
+    if args.merge:
+        atomic_write_json(args.output, merge_reports([json.loads(path.read_text()) for path in args.merge]))
+        print(f"wrote {args.output}")
+        return
     began = time.perf_counter()
     potential = mlcalc.load(args.potential, device="cpu")
     report: dict = {"potential": potential.name}

@@ -77,9 +77,19 @@ class InternalCoordinate:
         """Label such as ``dihedral 0-1-2-3``."""
         return f"{self.kind} {self._name(self.indices)}"
 
+    @property
+    def symbol(self) -> str:
+        """The unit as printed: ``°`` for angles and dihedrals, ``Å`` for distances."""
+        return "°" if self.unit == "deg" else self.unit
+
+    @property
+    def axis_label(self) -> str:
+        """Plot axis label such as ``dihedral 0-1-2-3 (°)``."""
+        return f"{self.name} ({self.symbol})"
+
     def at(self, value: float) -> str:
         """Label with a value, such as ``dihedral 0-1-2-3 = 110°`` or ``distance 0-2 = 3 Å``."""
-        return f"{self.name} = {value:g}" + ("°" if self.unit == "deg" else f" {self.unit}")
+        return f"{self.name} = {value:g}" + (self.symbol if self.unit == "deg" else f" {self.symbol}")
 
     def __repr__(self) -> str:
         args = ", ".join(str(i) for i in self.indices)

@@ -40,7 +40,6 @@ def plot_scan(result: "ScanResult", path: PathLike) -> Path:
     relative = result.relative_energies * EV_TO_KCAL_MOL
     targets = result.targets
     converged = [p.converged for p in result.points]
-    unit = "°" if coordinates[0].unit == "deg" else " Å"
     if len(coordinates) == 1:
         figure, axes = _figure()
         tags = [p.step.tag for p in result.points]
@@ -50,7 +49,7 @@ def plot_scan(result: "ScanResult", path: PathLike) -> Path:
                 order = np.argsort(targets[chosen, 0], kind="stable")
                 axes.plot(targets[chosen, 0][order], relative[chosen][order], style, label=tag, markersize=4)
         _mark_unconverged(axes, targets[:, 0], relative, converged)
-        axes.set_xlabel(f"{coordinates[0].name} ({unit.strip()})")
+        axes.set_xlabel(coordinates[0].axis_label)
         axes.set_ylabel("relative energy (kcal/mol)")
         if coordinates[0].unit == "deg" and np.ptp(targets[:, 0]) > 180:
             axes.set_xticks(np.arange(np.floor(targets[:, 0].min() / 60) * 60, targets[:, 0].max() + 1, 60))
@@ -67,8 +66,8 @@ def plot_scan(result: "ScanResult", path: PathLike) -> Path:
     mesh = axes.pcolormesh(grid1, grid2, energy, shading="nearest", cmap="viridis")
     figure.colorbar(mesh, ax=axes, label="relative energy (kcal/mol)")
     _mark_unconverged(axes, targets[:, 0], targets[:, 1], converged)
-    axes.set_xlabel(f"{coordinates[0].name} (°)" if coordinates[0].unit == "deg" else f"{coordinates[0].name} (Å)")
-    axes.set_ylabel(f"{coordinates[1].name} (°)" if coordinates[1].unit == "deg" else f"{coordinates[1].name} (Å)")
+    axes.set_xlabel(coordinates[0].axis_label)
+    axes.set_ylabel(coordinates[1].axis_label)
     axes.set_title("relaxed 2D scan")
     return _save(figure, path)
 
@@ -82,7 +81,7 @@ def plot_path(result: "PathResult", path: PathLike) -> Path:
     y = (np.asarray(result.energies) - result.energies[0]) * EV_TO_KCAL_MOL
     axes.plot(x, y, "o-", markersize=4)
     _mark_unconverged(axes, x, y, result.converged_images)
-    axes.set_xlabel(f"{result.guide.name} (°)")
+    axes.set_xlabel(result.guide.axis_label)
     axes.set_ylabel("energy relative to the initial structure (kcal/mol)")
     axes.set_title(f"dihedral-driven path: barrier {result.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol")
     if (~np.asarray(result.converged_images)).any():
