@@ -24,6 +24,7 @@ one potential run in separate processes (static results and MD systems apart):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -35,6 +36,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 import mlcalc
+from mlcalc.data import resolve_potential_path
 from mlcalc.demo import DemoOptions
 from mlcalc.demo.reference import single_points
 from mlcalc.demo.water import water_npt
@@ -292,21 +294,31 @@ def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: n
     }
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (hex): tells apart candidates that share the demo's name."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def merge_reports(parts: List[dict]) -> dict:
     """One report from the reports of one potential written by separate processes.
 
     Each part holds the static results or some MD systems (``--skip-static --md-systems ...``); a result
-    that two parts hold, parts of different potentials or MD runs of different lengths are refused.
-    ``wall_s`` is the sum of the parts' (core seconds).
+    that two parts hold, parts of different potentials or MD runs of different lengths are refused. Parts
+    are told apart by the potential's name and, in reports written after v15's, its file's SHA-256 (every
+    demo candidate has the same name). ``wall_s`` is the sum of the parts' (core seconds).
     """
-    names = sorted({part["potential"] for part in parts})
-    if len(names) != 1:
-        raise ValueError(f"the parts validate different potentials {names}: merge the reports of one potential only")
-    merged: dict = {"potential": names[0]}
+    files = sorted({(part["potential"], part.get("potential_sha256", "not recorded")) for part in parts})
+    if len(files) != 1:
+        raise ValueError(
+            f"the parts validate different potential files (name, SHA-256) {files}: merge the reports of one file"
+        )
+    merged: dict = {"potential": files[0][0]}
+    if "potential_sha256" in parts[0]:
+        merged["potential_sha256"] = parts[0]["potential_sha256"]
     md: Dict[str, dict] = {}
     for part in parts:
         for key, value in part.items():
-            if key in ("potential", "wall_s", "md_note"):
+            if key in ("potential", "potential_sha256", "wall_s", "md_note"):
                 continue
             held = md.keys() & value.keys() if key == "md_stability" else {key} & merged.keys()
             if held:
@@ -349,7 +361,8 @@ def main() -> None:
         return
     began = time.perf_counter()
     potential = mlcalc.load(args.potential, device="cpu")
-    report: dict = {"potential": potential.name}
+    sha256 = file_sha256(resolve_potential_path(args.potential))
+    report: dict = {"potential": potential.name, "potential_sha256": sha256}
     if not args.skip_static:
         report["test_set"] = test_set_errors(potential)
         report["butane_scan"] = butane_scan(potential)
