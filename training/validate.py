@@ -320,13 +320,11 @@ def merge_reports(parts: List[dict]) -> dict:
         for key, value in part.items():
             if key in ("potential", "potential_sha256", "wall_s", "md_note"):
                 continue
-            held = md.keys() & value.keys() if key == "md_stability" else {key} & merged.keys()
+            into, results = (md, value) if key == "md_stability" else (merged, {key: value})
+            held = into.keys() & results.keys()
             if held:
                 raise ValueError(f"{sorted(held)} appear in two parts: give each result once")
-            if key == "md_stability":
-                md.update(value)
-            else:
-                merged[key] = value
+            into.update(results)
     merged["wall_s"] = sum(part["wall_s"] for part in parts)
     if md:
         lengths = sorted({run["picoseconds"] for run in md.values()})
