@@ -6,7 +6,8 @@ one potential run in separate processes (static results and MD systems apart):
 
 - held-out test set (the per-family split of training/dataset.py): energy and force MAE per family
   (kcal/mol, kcal/mol/Å; force MAE over Cartesian components) and the non-hierarchicality, for the
-  first data set and for the active-learning rounds apart;
+  first data set and for the active-learning rounds apart; the same on the training structures (how
+  far the fit itself is from the targets, against how far the model generalises);
 - butane C-C-C-C relaxed scan (ASE FixInternals + BFGS, fmax 0.01 eV/Å, 15° steps), each method on its
   own relaxed geometries, energies relative to each curve's anti (180°) point: RMSE in kcal/mol;
 - azobenzene: cis-trans energy difference between the lowest minima (relaxed from the shipped and from
@@ -57,13 +58,16 @@ from training.sample import (
     water_box,
     water_cluster,
 )
+from training.train import MAX_TRAINING_FORCE
 
 FMAX = 0.01
 
 
-def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
-    """Held-out errors per family: ``first`` (the first data set's test structures, comparable across
-    rounds) and ``explored`` (those the candidates of the active-learning rounds visited)."""
+def split_errors(potential: mlcalc.Potential, part: str) -> Dict[str, Dict[str, dict]]:
+    """Errors per family on one part of the split (``"test"`` or ``"train"``): ``first`` (the first data
+    set's structures, comparable across rounds) and ``explored`` (those the candidates of the
+    active-learning rounds visited). ``"train"`` holds the structures train.py fits: those whose
+    largest force is at most ``MAX_TRAINING_FORCE``."""
     data = load_labelled()
     frames = structures(data)
     offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
@@ -72,16 +76,22 @@ def test_set_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, dict]]:
         atoms.info["origin"] = str(data["origin"][s])
         atoms.arrays["reference_forces"] = data["forces"][offsets[s] : offsets[s + 1]]
     labels = [_Labels(str(f), str(o)) for f, o in zip(data["family"], data["origin"])]
-    test = split(labels)["test"]
+    chosen = split(labels)[part]
+    if part == "train":
+        chosen = [
+            k
+            for k in chosen
+            if np.linalg.norm(frames[k].arrays["reference_forces"], axis=1).max() <= MAX_TRAINING_FORCE
+        ]
     report: Dict[str, Dict[str, dict]] = {"first": {}, "explored": {}}
-    for part in report:
-        for family in sorted({labels[k].family for k in test}):
+    for group in report:
+        for family in sorted({labels[k].family for k in chosen}):
             members = [
-                frames[k] for k in test if labels[k].family == family and explored(labels[k]) == (part == "explored")
+                frames[k] for k in chosen if labels[k].family == family and explored(labels[k]) == (group == "explored")
             ]
             if members:
-                report[part][family] = family_errors(potential, members)
-                print(part, family, report[part][family], flush=True)
+                report[group][family] = family_errors(potential, members)
+                print(part, group, family, report[group][family], flush=True)
     return report
 
 
@@ -304,17 +314,20 @@ def merge_reports(parts: List[dict]) -> dict:
 
     Each part holds the static results or some MD systems (``--skip-static --md-systems ...``); a result
     that two parts hold, parts of different potentials or MD runs of different lengths are refused. Parts
-    are told apart by the potential's name and, in reports written after v15's, its file's SHA-256 (every
-    demo candidate has the same name). ``wall_s`` is the sum of the parts' (core seconds).
+    are told apart by the potential's name and, in the reports that record it (those written after v15's
+    MD runs), its file's SHA-256: every demo candidate has the same name, so parts without a hash are
+    checked by name only. ``wall_s`` is the sum of the parts' (core seconds).
     """
-    files = sorted({(part["potential"], part.get("potential_sha256", "not recorded")) for part in parts})
-    if len(files) != 1:
+    names = sorted({part["potential"] for part in parts})
+    hashes = sorted({part["potential_sha256"] for part in parts if "potential_sha256" in part})
+    if len(names) != 1 or len(hashes) > 1:
         raise ValueError(
-            f"the parts validate different potential files (name, SHA-256) {files}: merge the reports of one file"
+            f"the parts validate different potential files (names {names}, SHA-256 {hashes}): "
+            "merge the reports of one file"
         )
-    merged: dict = {"potential": files[0][0]}
-    if "potential_sha256" in parts[0]:
-        merged["potential_sha256"] = parts[0]["potential_sha256"]
+    merged: dict = {"potential": names[0]}
+    if hashes:
+        merged["potential_sha256"] = hashes[0]
     md: Dict[str, dict] = {}
     for part in parts:
         for key, value in part.items():
@@ -362,7 +375,8 @@ def main() -> None:
     sha256 = file_sha256(resolve_potential_path(args.potential))
     report: dict = {"potential": potential.name, "potential_sha256": sha256}
     if not args.skip_static:
-        report["test_set"] = test_set_errors(potential)
+        report["test_set"] = split_errors(potential, "test")
+        report["training_set"] = split_errors(potential, "train")
         report["butane_scan"] = butane_scan(potential)
         report["azobenzene"] = azobenzene_barriers(potential)
         report["water_npt"] = water_npt_check(potential)

@@ -88,7 +88,9 @@ def _npt_liquid(potential, output: Path, steps: int) -> None:
     positions = _spread_atoms(n_atoms, box, minimum=0.3, seed=1)
 
     system = create_system(topology, potential)
-    system.addForce(openmm.MonteCarloBarostat(pressure * unit.bar, temperature * unit.kelvin, 25))
+    barostat = openmm.MonteCarloBarostat(pressure * unit.bar, temperature * unit.kelvin, 25)
+    barostat.setRandomNumberSeed(5)  # OpenMM's default, 0, draws a new seed for every Context
+    system.addForce(barostat)
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, 1 / unit.picosecond, 5 * unit.femtosecond)
     integrator.setRandomNumberSeed(7)
     simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))

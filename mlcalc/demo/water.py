@@ -81,7 +81,9 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
     modeller = water_box(box_nm)
     topology = modeller.topology
     system = create_system(topology, potential, hydrogen_mass=HYDROGEN_MASS * unit.amu)
-    system.addForce(openmm.MonteCarloBarostat(PRESSURE * unit.bar, TEMPERATURE * unit.kelvin, BAROSTAT_INTERVAL))
+    barostat = openmm.MonteCarloBarostat(PRESSURE * unit.bar, TEMPERATURE * unit.kelvin, BAROSTAT_INTERVAL)
+    barostat.setRandomNumberSeed(seed)  # OpenMM's default, 0, draws a new seed for every Context
+    system.addForce(barostat)
     integrator = openmm.LangevinMiddleIntegrator(
         TEMPERATURE * unit.kelvin, FRICTION_PER_PS / unit.picosecond, TIMESTEP_FS * unit.femtosecond
     )
