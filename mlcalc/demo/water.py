@@ -77,7 +77,8 @@ def water_box(box_nm: float) -> app.Modeller:
 
 
 def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, seed: int = 7) -> WaterResult:
-    """Run the NPT simulation (``picoseconds`` long) and return its record."""
+    """Run the NPT simulation (``picoseconds`` long) and return its record; ``seed`` fixes the thermostat's
+    noise, the starting velocities and the barostat's moves, so a run repeats bit for bit."""
     modeller = water_box(box_nm)
     topology = modeller.topology
     system = create_system(topology, potential, hydrogen_mass=HYDROGEN_MASS * unit.amu)
