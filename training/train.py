@@ -84,9 +84,14 @@ def evaluate(model, graphs, indices, energy_weight: float = ENERGY_WEIGHT) -> di
     }
 
 
+def below_force_limit(forces) -> bool:
+    """Whether a structure's largest force (eV/Å; [n, 3] tensor or array) is at most ``MAX_TRAINING_FORCE``."""
+    return float(torch.as_tensor(forces).norm(dim=1).max()) <= MAX_TRAINING_FORCE
+
+
 def within_force_limit(graphs, indices) -> list:
     """``indices`` without the structures whose largest force exceeds ``MAX_TRAINING_FORCE``."""
-    return [k for k in indices if float(graphs[k].forces.norm(dim=1).max()) <= MAX_TRAINING_FORCE]
+    return [k for k in indices if below_force_limit(graphs[k].forces)]
 
 
 def learning_rate(peak: float, progress: float) -> float:

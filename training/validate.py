@@ -58,16 +58,16 @@ from training.sample import (
     water_box,
     water_cluster,
 )
-from training.train import MAX_TRAINING_FORCE
+from training.train import below_force_limit
 
 FMAX = 0.01
 
 
-def split_errors(potential: mlcalc.Potential, part: str) -> Dict[str, Dict[str, dict]]:
-    """Errors per family on one part of the split (``"test"`` or ``"train"``): ``first`` (the first data
-    set's structures, comparable across rounds) and ``explored`` (those the candidates of the
-    active-learning rounds visited). ``"train"`` holds the structures train.py fits: those whose
-    largest force is at most ``MAX_TRAINING_FORCE``."""
+def split_errors(potential: mlcalc.Potential) -> Dict[str, Dict[str, Dict[str, dict]]]:
+    """Errors per family on the test structures (``"test"``) and on those train.py fits (``"train"``:
+    the training structures whose largest force is at most ``MAX_TRAINING_FORCE``), each as ``first``
+    (the first data set's structures, comparable across rounds) and ``explored`` (those the candidates
+    of the active-learning rounds visited)."""
     data = load_labelled()
     frames = structures(data)
     offsets = np.concatenate([[0], np.cumsum(data["n_atoms"])])
@@ -76,22 +76,24 @@ def split_errors(potential: mlcalc.Potential, part: str) -> Dict[str, Dict[str, 
         atoms.info["origin"] = str(data["origin"][s])
         atoms.arrays["reference_forces"] = data["forces"][offsets[s] : offsets[s + 1]]
     labels = [_Labels(str(f), str(o)) for f, o in zip(data["family"], data["origin"])]
-    chosen = split(labels)[part]
-    if part == "train":
-        chosen = [
-            k
-            for k in chosen
-            if np.linalg.norm(frames[k].arrays["reference_forces"], axis=1).max() <= MAX_TRAINING_FORCE
-        ]
-    report: Dict[str, Dict[str, dict]] = {"first": {}, "explored": {}}
-    for group in report:
-        for family in sorted({labels[k].family for k in chosen}):
-            members = [
-                frames[k] for k in chosen if labels[k].family == family and explored(labels[k]) == (group == "explored")
-            ]
-            if members:
-                report[group][family] = family_errors(potential, members)
-                print(part, group, family, report[group][family], flush=True)
+    parts = split(labels)
+    chosen = {
+        "test": parts["test"],
+        "train": [k for k in parts["train"] if below_force_limit(frames[k].arrays["reference_forces"])],
+    }
+    report: Dict[str, Dict[str, Dict[str, dict]]] = {}
+    for part, indices in chosen.items():
+        report[part] = {"first": {}, "explored": {}}
+        for group in report[part]:
+            for family in sorted({labels[k].family for k in indices}):
+                members = [
+                    frames[k]
+                    for k in indices
+                    if labels[k].family == family and explored(labels[k]) == (group == "explored")
+                ]
+                if members:
+                    report[part][group][family] = family_errors(potential, members)
+                    print(part, group, family, report[part][group][family], flush=True)
     return report
 
 
@@ -375,8 +377,8 @@ def main() -> None:
     sha256 = file_sha256(resolve_potential_path(args.potential))
     report: dict = {"potential": potential.name, "potential_sha256": sha256}
     if not args.skip_static:
-        report["test_set"] = split_errors(potential, "test")
-        report["training_set"] = split_errors(potential, "train")
+        errors = split_errors(potential)
+        report["test_set"], report["training_set"] = errors["test"], errors["train"]
         report["butane_scan"] = butane_scan(potential)
         report["azobenzene"] = azobenzene_barriers(potential)
         report["water_npt"] = water_npt_check(potential)
