@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import time
@@ -69,29 +70,47 @@ def paired_times(
     calls: dict[str, Callable[[], object]], repeats: int = 30, budget_s: float = 6.0, warmup: int = 3
 ) -> dict[str, dict]:
     """Like :func:`best_time` for several calls run in turn (a, b, a, b, ...), so that each sees the
-    same machine state; ratios of their minima are robust to other load on a small machine."""
+    same machine state; ratios of their minima are robust to other load on a small machine. Also the
+    process CPU time (s, all threads) of each call: ``cpu_min_s``, ``cpu_median_s``."""
     for _ in range(warmup):
         for call in calls.values():
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
+    cpu_times: dict[str, list[float]] = {name: [] for name in calls}
     start = time.perf_counter()
     for _ in range(repeats):
         for name, call in calls.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
         if time.perf_counter() - start > budget_s:
             break
-    return {name: {"min_s": min(t), "median_s": float(np.median(t)), "runs": len(t)} for name, t in times.items()}
+    return {
+        name: {
+            "min_s": min(t),
+            "median_s": float(np.median(t)),
+            "runs": len(t),
+            "cpu_min_s": min(cpu_times[name]),
+            "cpu_median_s": float(np.median(cpu_times[name])),
+        }
+        for name, t in times.items()
+    }
+
+
+def _version(package: str) -> str | None:
+    """The installed version of ``package``, or ``None`` where it is not installed."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def environment() -> dict:
     """Versions, thread counts, CPU model and load of the machine the benchmarks ran on."""
     import ase
-    import matscipy
     import openmm
     import torch
-    import vesin
 
     cpu = platform.processor()
     try:
@@ -103,10 +122,11 @@ def environment() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "ase": ase.__version__,
-        "vesin": vesin.__version__,
-        "matscipy": matscipy.__version__,
+        "vesin": _version("vesin"),
+        "matscipy": _version("matscipy"),
         "numpy": np.__version__,
         "openmm": openmm.__version__,
+        "openmmtorch": _version("openmmtorch"),
         "cpu_model": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -1,4 +1,4 @@
-"""What the engines add on top of the exported module: ASE calculator, OpenMM TorchForce, batched NEB.
+"""What the engines add on top of the exported module: ASE calculator, OpenMM ML force, batched NEB.
 
 Each measurement compares an engine path with the bare TorchScript module (``compute``: forward
 and backward) on the same input, in the same process, so the ratios share the machine's state.
@@ -130,9 +130,9 @@ class _ProtocolFloor(Calculator):
 
 
 def openmm_overhead(path: Path, atoms: Atoms, label: str, steps: int, platform_name: str = "CPU") -> dict:
-    """Steps/s of a Verlet simulation (OpenMM ``platform_name``, TorchForce from ``create_system``)
+    """Steps/s of a Verlet simulation (OpenMM ``platform_name``, the ML force ``create_system`` picks)
     against evaluations/s of the bare module's ``compute`` (forces) on the same structure; also
-    OpenMM's own cost of a step, the same simulation with a trivial force in place of the TorchForce."""
+    OpenMM's own cost of a step, the same simulation with a trivial force in place of the ML force."""
     import openmm
     from openmm import app, unit
 

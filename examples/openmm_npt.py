@@ -1,4 +1,5 @@
-"""Run a potential file as an OpenMM TorchForce: NPT MD of 256 argon atoms at 90 K and 1 bar."""
+"""NPT MD of 256 argon atoms at 90 K and 1 bar with a potential file as an OpenMM force (the TorchForce or
+PythonForce that mlcalc.openmm picks)."""
 
 from pathlib import Path
 

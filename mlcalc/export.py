@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 import torch
 
+from mlcalc import torchscript
 from mlcalc._version import __version__
 from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata
 from mlcalc.errors import ContractError, script_error_message
@@ -90,14 +91,14 @@ def build_module(model: torch.nn.Module, metadata: Metadata) -> torch.jit.Script
     copied = copy_script_module(model) if isinstance(model, torch.jit.ScriptModule) else copy.deepcopy(model)
     model = copied.to(dtype).eval()
     try:
-        scripted = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+        scripted = model if isinstance(model, torch.jit.ScriptModule) else torchscript.script(model)
     except Exception as exc:  # TorchScript raises many exception types; all mean the same here
         raise ContractError(
             f"the model could not be compiled with TorchScript; fix the code TorchScript points at:\n{exc}"
         ) from exc
     _check_signature(scripted)
     wrapper = PotentialModule(scripted, metadata.cutoff, metadata.species).to(dtype)
-    return torch.jit.script(wrapper)
+    return torchscript.script(wrapper)
 
 
 def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
@@ -130,7 +131,7 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
 
 def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: Union[str, os.PathLike]) -> None:
     """Save with the metadata as a TorchScript extra file; a crash never leaves a partial file."""
-    write_atomic(path, lambda tmp: torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata.to_json()}))
+    write_atomic(path, lambda tmp: torchscript.save(module, str(tmp), {METADATA_FILE: metadata.to_json()}))
 
 
 def _check_signature(scripted: torch.jit.ScriptModule) -> None:

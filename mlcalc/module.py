@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from mlcalc import torchscript
 from mlcalc.graph import MAX_IMAGES, PAIR_CHUNK, build_graph
 
 NUM_ELEMENTS = 119
@@ -290,6 +291,6 @@ def copy_script_module(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule
     """An independent copy of a scripted module, on the CPU. (``Module.to`` converts in place, and
     ``copy.deepcopy`` of a ScriptModule turns its parameters into non-leaf tensors.)"""
     buffer = io.BytesIO()
-    torch.jit.save(module, buffer)
+    torchscript.save(module, buffer)
     buffer.seek(0)
-    return torch.jit.load(buffer, map_location="cpu")
+    return torchscript.load(buffer, map_location="cpu")

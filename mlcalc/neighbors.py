@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from mlcalc import torchscript
 from mlcalc.graph import CELL_LIST_MIN_ATOMS, MAX_IMAGES, PAIR_CHUNK, build_graph
 
 METHODS = ("auto", "brute", "cell")
@@ -16,7 +17,7 @@ METHODS = ("auto", "brute", "cell")
 
 @lru_cache(maxsize=1)
 def _scripted_build_graph() -> Callable:
-    return torch.jit.script(build_graph)
+    return torchscript.script(build_graph)
 
 
 def neighbor_list(

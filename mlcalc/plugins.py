@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 
+from mlcalc import torchscript
 from mlcalc.contract import Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
 
@@ -66,7 +67,9 @@ def load_saved_model(path: PathLike, family: str, model_kind: str, also: str = "
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=False)
+        # a pickled model with scripted parts (e3nn's) loads them through TorchScript
+        with torchscript.quiet_deprecation():
+            loaded = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a file of another kind can fail in many ways
         raise PluginError(
             f"{path} could not be read with torch.load ({exc}); the {family} adapter reads models saved with "

@@ -14,6 +14,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from mlcalc import torchscript
 from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedElementError
@@ -67,7 +68,7 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
     path = _existing(path)
     metadata = read_metadata(path)
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = torchscript.load(str(path), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
         raise ContractError(f"{path} could not be loaded by TorchScript: {exc}") from exc
     _check_interface(module, metadata, str(path))

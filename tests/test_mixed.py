@@ -8,6 +8,7 @@ import numpy as np
 import openmm
 import pytest
 from openmm import app, unit
+from openmm_implementations import IMPLEMENTATIONS, needs_openmmtorch
 from reference_parameters import CUTOFF, EPSILON, SIGMA
 from structures import ALL, unwrap
 from test_openmm import evaluate, topology_of
@@ -49,12 +50,16 @@ def energy_kj(system: openmm.System, positions, box=None, parameters=None) -> tu
     )
 
 
-@pytest.mark.parametrize("implementation", ["torch", "python"])
-def test_ml_equal_to_mm_terms_gives_the_mm_energy(lj_truncated_path, implementation):
+@pytest.mark.parametrize("topology_box", [True, False])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_ml_equal_to_mm_terms_gives_the_mm_energy(lj_truncated_path, implementation, topology_box):
     """Half of an LJ fluid ML (truncated LJ equal to the NonbondedForce it replaces): the mixed system's
-    energy and forces equal the pure-MM ones, also interpolated at lambda 0, 1/2 and 1."""
+    energy and forces equal the pure-MM ones, also interpolated at lambda 0, 1/2 and 1. The ML force
+    is periodic because the MM System is, also when only the System holds the box (not the Topology)."""
     atoms = unwrap(ALL["large_fcc"](), seed=3)
     topology = topology_of(atoms)
+    if not topology_box:
+        topology.setPeriodicBoxVectors(None)
     ml_atoms = list(range(1, len(atoms), 2))
     mm = argon_mm_system(atoms, ml_atoms)
     expected = evaluate(mm, atoms, "Reference")
@@ -64,7 +69,9 @@ def test_ml_equal_to_mm_terms_gives_the_mm_energy(lj_truncated_path, implementat
     # Same float64 sums in another order: 1e-10 relative.
     assert abs(found[0] - expected[0]) <= 1e-10 * abs(expected[0])
     assert np.abs(found[1] - expected[1]).max() <= 1e-10 * np.abs(expected[1]).max()
-    interpolated = create_mixed_system(topology, mm, ml_atoms, lj_truncated_path, interpolate=True)
+    interpolated = create_mixed_system(
+        topology, mm, ml_atoms, lj_truncated_path, interpolate=True, implementation=implementation
+    )
     for value in (0.0, 0.5, 1.0):
         e, f = energy_kj(
             interpolated,
@@ -122,6 +129,7 @@ def test_unsupported_elements_in_the_ml_region(solvated_trialanine, tmp_path):
         create_mixed_system(topology, system, solute, path)
 
 
+@needs_openmmtorch
 @pytest.mark.parametrize("subset", [False, True])
 def test_pythonforce_equals_torchforce(lj, subset):
     atoms = unwrap(openmm_skewed(), seed=2)
@@ -155,8 +163,3 @@ def test_pythonforce_system_serialises_and_copies(lj):
     copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
     (e1, f1), (e2, f2) = evaluate(copy, atoms, "Reference"), evaluate(system, atoms, "Reference")
     assert e1 == e2 and np.array_equal(f1, f2)
-
-
-def test_bad_implementation(lj):
-    with pytest.raises(ValueError, match="implementation must be"):
-        create_force(lj, [18], implementation="jax")

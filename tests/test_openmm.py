@@ -1,4 +1,4 @@
-"""mlcalc.openmm: TorchForce numbers equal MLCalculator's and OpenMM's NonbondedForce's."""
+"""mlcalc.openmm: TorchForce and PythonForce numbers equal MLCalculator's and OpenMM's NonbondedForce's."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 import torch
 from ase import Atoms
 from openmm import app, unit
+from openmm_implementations import IMPLEMENTATIONS, OPENMMTORCH_MISSING, needs_openmmtorch
 from reference_parameters import CUTOFF, EPSILON, SIGMA
 from structures import ALL, unwrap
 
 import mlcalc
-from mlcalc.openmm import create_force, create_system, openmmtorch
+from mlcalc.openmm import create_force, create_system, default_implementation, implementation_of
 from mlcalc.units import EV_PER_KJ_PER_MOL
 
 PLATFORMS = ["Reference", "CPU"]
@@ -73,20 +74,22 @@ STRUCTURES = {
 }
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("platform", PLATFORMS)
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
-def test_torchforce_equals_mlcalculator(lj, name, platform):
+def test_ml_force_equals_mlcalculator(lj, name, platform, implementation):
     atoms = STRUCTURES[name]()
-    system = create_system(topology_of(atoms), lj, remove_cm_motion=False)
+    system = create_system(topology_of(atoms), lj, remove_cm_motion=False, implementation=implementation)
     assert_same(evaluate(system, atoms, platform), ase_reference(lj, atoms))
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_torchforce_equals_openmm_nonbonded(lj_truncated_path, platform):
+def test_ml_force_equals_openmm_nonbonded(lj_truncated_path, platform, implementation):
     """Truncated LJ through the file and through NonbondedForce, side by side in one System.
     NonbondedForce runs in float64 only on Reference; its CPU kernel is single precision."""
     atoms = unwrap(ALL["large_fcc"](), seed=8)
-    system = create_system(topology_of(atoms), lj_truncated_path, remove_cm_motion=False)
+    system = create_system(topology_of(atoms), lj_truncated_path, remove_cm_motion=False, implementation=implementation)
     nonbonded = openmm.NonbondedForce()
     nonbonded.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
     nonbonded.setCutoffDistance(CUTOFF / 10)
@@ -100,8 +103,9 @@ def test_torchforce_equals_openmm_nonbonded(lj_truncated_path, platform):
     assert_same(evaluate(system, atoms, platform, groups={0}), evaluate(system, atoms, platform, groups={1}), rtol)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_ml_subset_of_a_larger_system(lj, platform):
+def test_ml_subset_of_a_larger_system(lj, platform, implementation):
     """ML/MM: the module picks its atoms out of all N particles; the others feel nothing from it."""
     cluster = ALL["cluster"]()
     others = Atoms("Ne8", positions=np.random.default_rng(1).uniform(-30, 30, (8, 3)))
@@ -110,8 +114,10 @@ def test_ml_subset_of_a_larger_system(lj, platform):
     system = openmm.System()
     for _ in everything:
         system.addParticle(20.0)
-    force = create_force(lj, everything.numbers, atoms=ml_atoms)
-    assert force.getOutputsForces()  # from the file's compute, not openmm-torch's backward over parameters
+    force = create_force(lj, everything.numbers, atoms=ml_atoms, periodic=False, implementation=implementation)
+    if implementation == "torch":
+        # from the file's compute, not openmm-torch's backward over parameters
+        assert force.getOutputsForces()
     system.addForce(force)
     energy, forces = evaluate(system, everything, platform)
     reference = ase_reference(lj, cluster)
@@ -120,12 +126,13 @@ def test_ml_subset_of_a_larger_system(lj, platform):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("platform", PLATFORMS)
-def test_npt_with_monte_carlo_barostat(lj, platform):
+def test_npt_with_monte_carlo_barostat(lj, platform, implementation):
     """After barostat moves the box and the molecules, the engines still agree on the new state."""
     atoms = ALL["large_fcc"](rattle=0.2)
     topology = topology_of(atoms)
-    system = create_system(topology, lj)
+    system = create_system(topology, lj, implementation=implementation)
     system.addForce(openmm.MonteCarloBarostat(2000 * unit.bar, 120 * unit.kelvin, 1))
     integrator = openmm.LangevinMiddleIntegrator(120 * unit.kelvin, 5 / unit.picosecond, 5 * unit.femtosecond)
     integrator.setRandomNumberSeed(3)
@@ -183,10 +190,13 @@ def test_create_system_masses_box_constraints(lj):
     assert system.getNumConstraints() == 2
     _, _, length = system.getConstraintParameters(1)
     assert length.value_in_unit(unit.nanometer) == pytest.approx(np.linalg.norm(positions[2]))
-    torch_force, remover = system.getForces()
+    ml_force, remover = system.getForces()
     assert isinstance(remover, openmm.CMMotionRemover)
-    assert openmmtorch.TorchForce.isinstance(torch_force) and torch_force.getName() == "mlcalc:lennard-jones"
-    assert openmmtorch.TorchForce.cast(torch_force).usesPeriodicBoundaryConditions()
+    chosen = default_implementation()
+    assert chosen == ("torch" if OPENMMTORCH_MISSING is None else "python")
+    assert implementation_of(ml_force) == chosen
+    assert ml_force.getName() == f"mlcalc:lennard-jones:{'TorchForce' if chosen == 'torch' else 'PythonForce'}"
+    assert ml_force.usesPeriodicBoundaryConditions()
 
 
 def test_hydrogen_mass_repartitioning(lj):
@@ -220,16 +230,18 @@ def test_create_force_errors(argon_only):
         mlcalc.UnsupportedElementError,
         match="does not support atomic numbers \\[8\\] \\(particles \\[1\\]\\); it supports Ar",
     ):
-        create_force(argon_only, [18, 8, 18])
+        create_force(argon_only, [18, 8, 18], periodic=False)
     with pytest.raises(IndexError, match="ML atom indices \\[3\\] are outside the system's 0..2"):
-        create_force(argon_only, [18, 18, 18], atoms=[0, 3])
+        create_force(argon_only, [18, 18, 18], atoms=[0, 3], periodic=False)
     with pytest.raises(ValueError, match="ML atom indices \\[1\\] are repeated"):
-        create_force(argon_only, [18, 18, 18], atoms=[1, 1])
+        create_force(argon_only, [18, 18, 18], atoms=[1, 1], periodic=False)
     with pytest.raises(ValueError, match="atoms is empty"):
-        create_force(argon_only, [18, 18, 18], atoms=[])
-    assert create_force(argon_only, [8, 18], atoms=[1]) is not None  # unsupported atoms outside the ML set are fine
+        create_force(argon_only, [18, 18, 18], atoms=[], periodic=False)
+    # unsupported atoms outside the ML set are fine
+    assert create_force(argon_only, [8, 18], atoms=[1], periodic=False) is not None
 
 
+@needs_openmmtorch
 def test_importing_openmm_before_torch_still_finds_the_torch_kernels(lj_path, tmp_path):
     """openmm loads its plugins at import; openmm-torch's need torch's CUDA libraries loaded first."""
     script = tmp_path / "script.py"
@@ -239,7 +251,8 @@ def test_importing_openmm_before_torch_still_finds_the_torch_kernels(lj_path, tm
         "system = openmm.System()\n"
         "system.addParticle(40.0)\n"
         "system.addParticle(40.0)\n"
-        f"system.addForce(mlcalc.openmm.create_force({str(lj_path)!r}, [18, 18]))\n"
+        f"system.addForce(mlcalc.openmm.create_force({str(lj_path)!r}, [18, 18], periodic=False, "
+        "implementation='torch'))\n"
         "context = openmm.Context(system, openmm.VerletIntegrator(0.001))\n"
         "context.setPositions([[0, 0, 0], [0.4, 0, 0]])\n"
         "print(context.getState(getEnergy=True).getPotentialEnergy())\n"
@@ -259,3 +272,73 @@ def test_cuda_platform(lj):
         # The CUDA platform hands positions over in float32 (mixed precision): ~1e-6 relative.
         assert_same(found, ase_reference(lj, atoms), rtol=1e-5)
     assert torch.cuda.is_available()
+
+
+def test_periodicity_must_be_given_with_atomic_numbers(lj):
+    """A bare list of atomic numbers says nothing about the box: no silent non-periodic default."""
+    with pytest.raises(ValueError, match=r"periodic= is required with a list of atomic numbers"):
+        create_force(lj, [18, 18])
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_periodic_force_added_to_a_system_built_by_hand(lj, implementation):
+    """A periodic box built by hand (no Topology) with periodic=True equals ASE's minimum-image energy."""
+    atoms = unwrap(ALL["large_fcc"](), seed=5)
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row / 10) for row in atoms.cell.array])
+    for _ in atoms:
+        system.addParticle(39.95)
+    system.addForce(create_force(lj, atoms.numbers, periodic=True, implementation=implementation))
+    assert_same(evaluate(system, atoms, "Reference"), ase_reference(lj, atoms))
+
+
+def test_asking_for_the_torchforce_without_openmm_torch_names_the_extra(lj):
+    if OPENMMTORCH_MISSING is None:
+        pytest.skip("openmm-torch imports here: the TorchForce is built")
+    with pytest.raises(ImportError, match=r'pip install "mlcalc\[openmm-torch\]".*implementation="python"'):
+        create_force(lj, [18, 18], periodic=False, implementation="torch")
+
+
+def test_the_pythonforce_does_not_import_openmm_torch(lj_path):
+    """Choosing the PythonForce runs none of openmm-torch's import side effects (its plugin reloads)."""
+    code = (
+        "import sys, mlcalc.openmm\n"
+        f"force = mlcalc.openmm.create_force({str(lj_path)!r}, [18, 18], periodic=False, implementation='python')\n"
+        "assert mlcalc.openmm.implementation_of(force) == 'python'\n"
+        "print('openmmtorch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_checkpoint_round_trip(lj, implementation):
+    """A Context checkpoint of a System with the ML force restores the exact state and energy."""
+    atoms = ALL["large_fcc"](rattle=0.1)
+    topology = topology_of(atoms)
+    system = create_system(topology, lj, implementation=implementation)
+    system.addForce(openmm.MonteCarloBarostat(100 * unit.bar, 100 * unit.kelvin, 2))
+    integrator = openmm.LangevinMiddleIntegrator(100 * unit.kelvin, 1 / unit.picosecond, 5 * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions / 10)
+    integrator.step(4)
+    checkpoint = context.createCheckpoint()
+    before = context.getState(getEnergy=True, getPositions=True)
+    integrator.step(4)
+    context.loadCheckpoint(checkpoint)
+    after = context.getState(getEnergy=True, getPositions=True)
+    assert after.getPotentialEnergy() == before.getPotentialEnergy()
+    assert np.array_equal(after.getPositions(asNumpy=True)._value, before.getPositions(asNumpy=True)._value)
+
+
+def test_bad_implementation(lj):
+    with pytest.raises(ValueError, match="implementation must be 'torch'.*'python'.*or None"):
+        create_force(lj, [18], periodic=False, implementation="jax")
+
+
+@pytest.mark.cuda
+def test_pythonforce_runs_the_model_on_cuda(lj):
+    atoms = ALL["small_fcc"]()
+    system = create_system(topology_of(atoms), lj, implementation="python", device="cuda", remove_cm_motion=False)
+    assert_same(evaluate(system, atoms, "Reference"), ase_reference(lj, atoms), rtol=1e-10)

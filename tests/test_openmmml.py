@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import openmm
 import pytest
 from ase import Atoms
 from openmm import app, unit
+from openmm_implementations import IMPLEMENTATIONS, needs_openmmtorch
 from structures import ALL, unwrap
 from test_mixed import argon_mm_system, energy_kj
 from test_openmm import evaluate, topology_of
@@ -37,7 +39,7 @@ def test_the_entry_point_registers_the_factory():
     assert isinstance(openmmml.MLPotential._implFactories["mlcalc"], MLCalcPotentialImplFactory)
 
 
-@pytest.mark.parametrize("implementation", ["torch", "python"])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_create_system_equals_mlcalc_and_the_calculator(lj_path, implementation):
     """Whole-system ML, periodic, unwrapped positions: openmm-ml's System, mlcalc's and ASE's numbers agree."""
     atoms = unwrap(ALL["large_fcc"](), seed=4)
@@ -60,19 +62,40 @@ def test_create_system_equals_openmm_nonbonded(lj_truncated_path):
     close(evaluate(system, atoms, "Reference"), evaluate(argon_mm_system(atoms, []), atoms, "Reference"))
 
 
-def test_mixed_system_with_ml_equal_to_the_mm_terms_is_the_mm_system(lj_truncated_path):
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_mixed_system_with_ml_equal_to_the_mm_terms_is_the_mm_system(lj_truncated_path, implementation, interpolate):
     """Half of an LJ fluid ML with the same truncated LJ: createMixedSystem's energy and forces are the pure MM
     ones (NonbondedForce), and equal create_mixed_system's."""
     atoms = unwrap(ALL["large_fcc"](), seed=3)
     topology = topology_of(atoms)
     ml_atoms = list(range(1, len(atoms), 2))
     mm = argon_mm_system(atoms, ml_atoms)
+    potential = openmmml.MLPotential("mlcalc", model=lj_truncated_path, implementation=implementation)
+    mixed = potential.createMixedSystem(topology, mm, ml_atoms, interpolate=interpolate)
+    found = evaluate(mixed, atoms, "Reference")
+    close(found, evaluate(mm, atoms, "Reference"))
+    ours = create_mixed_system(topology, mm, ml_atoms, lj_truncated_path, implementation=implementation)
+    close(found, evaluate(ours, atoms, "Reference"))
+
+
+@pytest.mark.parametrize("interpolate", [False, True])
+def test_mixed_system_whose_box_is_only_on_the_system(lj_truncated_path, interpolate):
+    """The Topology has no box, the MM System does (as in many scripts): the ML force is periodic, or, where
+    openmm-ml builds it in an empty System (interpolate=True), mlcalc asks for periodic= instead of guessing."""
+    atoms = unwrap(ALL["large_fcc"](), seed=3)
+    topology = topology_of(atoms)
+    topology.setPeriodicBoxVectors(None)
+    ml_atoms = list(range(1, len(atoms), 2))
+    mm = argon_mm_system(atoms, ml_atoms)
     potential = openmmml.MLPotential("mlcalc", model=lj_truncated_path)
-    for implementation in ("torch", "python"):
-        mixed = potential.createMixedSystem(topology, mm, ml_atoms, implementation=implementation)
-        found = evaluate(mixed, atoms, "Reference")
-        close(found, evaluate(mm, atoms, "Reference"))
-        close(found, evaluate(create_mixed_system(topology, mm, ml_atoms, lj_truncated_path), atoms, "Reference"))
+    if interpolate:
+        with pytest.raises(ValueError, match=r"pass periodic=True \(or False\) to createMixedSystem"):
+            potential.createMixedSystem(topology, mm, ml_atoms, interpolate=True)
+        mixed = potential.createMixedSystem(topology, mm, ml_atoms, interpolate=True, periodic=True)
+    else:
+        mixed = potential.createMixedSystem(topology, mm, ml_atoms)
+    close(evaluate(mixed, atoms, "Reference"), evaluate(mm, atoms, "Reference"))
 
 
 @pytest.fixture(scope="module")
@@ -83,24 +106,53 @@ def vacuum_trialanine():
     return pdb.topology, pdb.positions, system
 
 
+#: openmm-ml >= 1.8 caps bonds cut by the ML region with hydrogen link atoms (virtual sites added at the end).
+LINK_ATOMS = "returnInfo" in inspect.signature(openmmml.MLPotential.createMixedSystem).parameters
+
+
 @pytest.mark.filterwarnings("ignore:the ML region is bonded covalently")
 def test_mixed_system_ml_part_equals_the_calculator(vacuum_trialanine, morse_path):
-    """The ML force (force group 1) of createMixedSystem equals MLCalculator on the ML atoms, the rest (group 0)
-    equals create_mixed_system's MM part, and the whole equals create_mixed_system."""
+    """The ML force (force group 1) of createMixedSystem equals MLCalculator on the ML atoms (and, with
+    openmm-ml >= 1.8, its link-atom caps where it places them); without link atoms (1.7) both force groups
+    equal create_mixed_system's."""
     topology, positions, system = vacuum_trialanine
     ml_atoms = [a.index for a in topology.atoms() if a.residue.index > 0]  # residues 2 and 3
-    mixed = openmmml.MLPotential("mlcalc", model=morse_path).createMixedSystem(topology, system, ml_atoms, forceGroup=1)
-    ours = create_mixed_system(topology, system, ml_atoms, morse_path, force_group=1)
-    xyz = positions.value_in_unit(unit.angstrom)
-    peptide = Atoms([a.element.atomic_number for a in topology.atoms()], positions=xyz)
-    for group in (0, 1):
-        close(group_energy(mixed, positions, group), group_energy(ours, positions, group), 1e-12)
-    ml_energy, ml_forces = group_energy(mixed, positions, 1)
-    calc_atoms = peptide[ml_atoms]
+    potential = openmmml.MLPotential("mlcalc", model=morse_path)
+    if LINK_ATOMS:
+        info = potential.createMixedSystem(topology, system, ml_atoms, forceGroup=1, returnInfo=True)
+        mixed, mixed_topology = info["system"], info["topology"]
+    else:
+        mixed, mixed_topology = potential.createMixedSystem(topology, system, ml_atoms, forceGroup=1), topology
+    n = topology.getNumAtoms()
+    caps = list(range(n, mixed.getNumParticles()))
+    assert len(caps) == (1 if LINK_ATOMS else 0), "residue 1 - residue 2 is the one bond the ML region cuts"
+    xyz = site_positions(mixed, positions)
+    ml_energy, ml_forces = group_energy(mixed, xyz, 1)
+    numbers = [a.element.atomic_number for a in mixed_topology.atoms()]
+    calc_atoms = Atoms([numbers[i] for i in ml_atoms + caps], positions=xyz[ml_atoms + caps] * 10)  # nm -> Å
     calc_atoms.calc = mlcalc.MLCalculator(morse_path)
-    expected_forces = np.zeros((len(peptide), 3))
-    expected_forces[ml_atoms] = calc_atoms.get_forces() / (EV_PER_KJ_PER_MOL / 10)  # eV/Å -> kJ/mol/nm
-    close((ml_energy, ml_forces), (calc_atoms.get_potential_energy() / EV_PER_KJ_PER_MOL, expected_forces))
+    expected_energy = calc_atoms.get_potential_energy() / EV_PER_KJ_PER_MOL
+    assert abs(ml_energy - expected_energy) <= 1e-10 * abs(expected_energy)
+    # OpenMM moves a virtual site's force onto the atoms that place it: compare the other atoms' forces.
+    placing = {mixed.getVirtualSite(i).getParticle(k) for i in caps for k in range(2)}
+    kept = [k for k, i in enumerate(ml_atoms) if i not in placing]
+    expected_forces = calc_atoms.get_forces()[kept] / (EV_PER_KJ_PER_MOL / 10)  # eV/Å -> kJ/mol/nm
+    found_forces = ml_forces[[ml_atoms[k] for k in kept]]
+    assert np.abs(found_forces - expected_forces).max() <= 1e-10 * np.abs(expected_forces).max()
+    if not LINK_ATOMS:  # 1.8's embedding treats the MM terms at a capped bond its own way (17 kJ/mol here)
+        ours = create_mixed_system(topology, system, ml_atoms, morse_path, force_group=1)
+        for group in (0, 1):
+            close(group_energy(mixed, positions, group), group_energy(ours, positions, group), 1e-12)
+
+
+def site_positions(system: openmm.System, positions) -> np.ndarray:
+    """Positions (nm) of every particle of ``system``: ``positions`` and then its virtual sites, placed by OpenMM."""
+    xyz = np.zeros((system.getNumParticles(), 3))
+    xyz[: len(positions)] = positions.value_in_unit(unit.nanometer)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(xyz)
+    context.computeVirtualSites()
+    return context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
 
 
 def group_energy(system: openmm.System, positions, group: int) -> tuple[float, np.ndarray]:
@@ -120,7 +172,7 @@ def test_interpolation(vacuum_trialanine, morse_path):
     topology, positions, system = vacuum_trialanine
     ml_atoms = list(range(topology.getNumAtoms()))
     potential = openmmml.MLPotential("mlcalc", model=morse_path)
-    interpolated = potential.createMixedSystem(topology, system, ml_atoms, interpolate=True)
+    interpolated = potential.createMixedSystem(topology, system, ml_atoms, interpolate=True, periodic=False)
     (cv,) = [f for f in interpolated.getForces() if isinstance(f, openmm.CustomCVForce)]
     assert [cv.getGlobalParameterName(k) for k in range(cv.getNumGlobalParameters())] == ["lambda_interpolate"]
     assert cv.getGlobalParameterDefaultValue(0) == 1.0
@@ -136,11 +188,20 @@ def test_interpolation(vacuum_trialanine, morse_path):
         close(found, energy_kj(ours, positions, parameters={"lambda_interpolate": value}), 1e-7)
 
 
-def test_options_and_errors(lj_path, tmp_path):
+@needs_openmmtorch
+def test_implementation_option(lj_path):
     topology = topology_of(ALL["small_fcc"]())
     python = openmmml.MLPotential("mlcalc", model=mlcalc.load(lj_path), implementation="python")
     assert isinstance(python.createSystem(topology).getForce(0), PYTHON_FORCE)
     assert not isinstance(python.createSystem(topology, implementation="torch").getForce(0), PYTHON_FORCE)
+
+
+def test_options_and_errors(lj_path, tmp_path):
+    topology = topology_of(ALL["small_fcc"]())
+    assert isinstance(
+        openmmml.MLPotential("mlcalc", model=lj_path, implementation="python").createSystem(topology).getForce(0),
+        PYTHON_FORCE,
+    )
     with pytest.raises(TypeError, match="needs model="):
         openmmml.MLPotential("mlcalc")
     with pytest.raises(TypeError, match=r"does not take \['precision'\]"):

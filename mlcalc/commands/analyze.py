@@ -7,10 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+#: ``mlcalc.analysis.report.DEFAULT_SELECTION``, repeated here because that module loads MDAnalysis
+#: (tests/test_cli_startup.py checks that the two agree).
+DEFAULT_SELECTION = "not resname HOH WAT SOL NA CL K Na+ Cl- K+"
+
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from mlcalc.analysis.report import DEFAULT_SELECTION
-
     parser = commands.add_parser(
         "analyze",
         help="analyse a trajectory: phi/psi, secondary structure, RMSF, Rg, distances, VACF spectrum",

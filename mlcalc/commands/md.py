@@ -29,7 +29,10 @@ OPTIONS = {
     "checkpoint_interval": (float, "ps between checkpoints (default 10)"),
     "trajectory_format": (str, "dcd (default) or xtc"),
     "platform": (str, "OpenMM platform (default: the fastest)"),
-    "implementation": (str, "torch (openmm-torch TorchForce, default) or python (openmm.PythonForce)"),
+    "implementation": (
+        str,
+        "torch (openmm-torch TorchForce) or python (openmm.PythonForce); default: torch where openmm-torch imports",
+    ),
     "seed": (int, "random seed"),
 }
 

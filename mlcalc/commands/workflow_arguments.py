@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ase import Atoms
+if TYPE_CHECKING:  # ase and mlcalc.workflows load when a command runs or parses a coordinate, not for --help
+    from ase import Atoms
 
-from mlcalc.workflows.errors import InternalCoordinateError, StructureFileError
-from mlcalc.workflows.internal import Angle, Dihedral, Distance, InternalCoordinate
+    from mlcalc.workflows.internal import InternalCoordinate
 
-KINDS = {"distance": Distance, "angle": Angle, "dihedral": Dihedral}
+#: Option name -> class in mlcalc.workflows.internal.
+KINDS = {"distance": "Distance", "angle": "Angle", "dihedral": "Dihedral"}
 
 COORDINATE_HELP = (
     "comma-separated 0-based atom indices, optionally =TARGET (degrees or Å), e.g. 0,1,2,3=120; "
@@ -25,6 +27,8 @@ COORDINATE_HELP = (
 
 def _read(path: str, index: str):
     from ase.io import read
+
+    from mlcalc.workflows.errors import StructureFileError
 
     if not Path(path).is_file():
         raise StructureFileError(f"structure file {path} does not exist")
@@ -39,6 +43,8 @@ def _read(path: str, index: str):
 
 def read_structure(path: str) -> Atoms:
     """The structure in ``path`` (the last frame of a trajectory)."""
+    from mlcalc.workflows.errors import StructureFileError
+
     atoms = _read(path, "-1")
     if len(atoms) == 0:
         raise StructureFileError(f"{path} holds no atoms")
@@ -47,6 +53,8 @@ def read_structure(path: str) -> Atoms:
 
 def read_images(path: str) -> list[Atoms]:
     """Every frame of ``path`` (a band or a path written by ``mlcalc path``/``neb``)."""
+    from mlcalc.workflows.errors import StructureFileError
+
     images = _read(path, ":")
     if not images or any(len(image) == 0 for image in images):
         raise StructureFileError(f"{path} holds no structures, or an empty one")
@@ -55,19 +63,24 @@ def read_images(path: str) -> list[Atoms]:
 
 def parse_coordinate(kind: str, text: str) -> InternalCoordinate:
     """``"0,1,2,3=120"`` → ``Dihedral(0, 1, 2, 3, target=120.0)`` (``kind``: distance, angle, dihedral)."""
+    from mlcalc.workflows import internal
+    from mlcalc.workflows.errors import InternalCoordinateError
+
     indices_text, _, target_text = text.partition("=")
     try:
         indices = [int(part) for part in indices_text.replace(" ", "").split(",") if part != ""]
         target = float(target_text) if target_text.strip() else None
     except ValueError:
         raise InternalCoordinateError(f"cannot read --{kind} {text!r}: expected {COORDINATE_HELP}") from None
-    return KINDS[kind](*indices, target=target)
+    return getattr(internal, KINDS[kind])(*indices, target=target)
 
 
 def coordinate_type(kind: str):
     """An ``argparse`` type turning ``"0,1,2,3=120"`` into an internal coordinate of ``kind``."""
 
     def convert(text: str) -> InternalCoordinate:
+        from mlcalc.workflows.errors import InternalCoordinateError
+
         try:
             return parse_coordinate(kind, text)
         except InternalCoordinateError as exc:

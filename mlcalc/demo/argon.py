@@ -4,9 +4,9 @@
    :func:`mlcalc.export`.
 2. ASE: relax a 32-atom fcc argon cell (positions and cell, ``FrechetCellFilter`` + ``FIRE``) and
    compare the result with ASE's own ``LennardJones`` calculator.
-3. OpenMM: NPT molecular dynamics of 256 atoms of liquid argon at 90 K and 1 bar (``TorchForce``,
-   ``LangevinMiddleIntegrator``, ``MonteCarloBarostat``) and compare the final frame's energy
-   with the ASE calculator's.
+3. OpenMM: NPT molecular dynamics of 256 atoms of liquid argon at 90 K and 1 bar (the potential as a
+   ``TorchForce`` or ``PythonForce``, see :mod:`mlcalc.openmm.forces`; ``LangevinMiddleIntegrator``,
+   ``MonteCarloBarostat``) and compare the final frame's energy with the ASE calculator's.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from mlcalc.calculator import MLCalculator
 from mlcalc.export import export
 from mlcalc.models import LennardJones
 from mlcalc.openmm import create_system
+from mlcalc.openmm.forces import IMPLEMENTATIONS, implementation_of
+from mlcalc.openmm.platforms import choose_platform
 from mlcalc.potential import load
 from mlcalc.units import EV_PER_KJ_PER_MOL
 
@@ -93,7 +95,8 @@ def _npt_liquid(potential, output: Path, steps: int) -> None:
     system.addForce(barostat)
     integrator = openmm.LangevinMiddleIntegrator(temperature * unit.kelvin, 1 / unit.picosecond, 5 * unit.femtosecond)
     integrator.setRandomNumberSeed(7)
-    simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    platform, properties = choose_platform("CPU")
+    simulation = app.Simulation(topology, system, integrator, platform, properties)
     simulation.context.setPositions(positions * unit.nanometer)
     simulation.context.setVelocitiesToTemperature(temperature * unit.kelvin, 11)
     simulation.minimizeEnergy(maxIterations=200)
@@ -120,9 +123,10 @@ def _npt_liquid(potential, output: Path, steps: int) -> None:
     )
     e_openmm = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * EV_PER_KJ_PER_MOL
     e_ase = frame.get_potential_energy()
+    openmm_force = IMPLEMENTATIONS[implementation_of(system.getForce(0))]
     print(
         f"[3/3] OpenMM: {steps} steps ({steps * 5 / 1000:g} ps) of NPT MD of {n_atoms} Ar atoms at "
-        f"{temperature:g} K, {pressure:g} bar (TorchForce + MonteCarloBarostat) in {seconds:.1f} s\n"
+        f"{temperature:g} K, {pressure:g} bar ({openmm_force} + MonteCarloBarostat) in {seconds:.1f} s\n"
         f"      second half: mean density {second_half['Density_gmL'].mean():.3f} g/cm³, "
         f"mean T {second_half['Temperature_K'].mean():.1f} K\n"
         f"      final frame: E(OpenMM) = {e_openmm:.10f} eV, E(ASE) = {e_ase:.10f} eV, "

@@ -49,6 +49,8 @@ def summary(
             "energy_openmm_eV": water.energy_openmm_eV,
             "energy_ase_eV": water.energy_ase_eV,
             "relative_difference": water.relative_difference,
+            "openmm_force": water.openmm_force,
+            "openmm_platform": water.platform,
             **_hierarchy(water.non_hierarchicality),
         },
         "non_hierarchicality_flag_above": FLAG_ABOVE,
@@ -163,8 +165,9 @@ def _markdown(data: dict) -> str:
         f"T {w['mean_temperature_second_half_K']:.0f} K (second half), longest O-H {w['longest_OH_A']:.2f} Å | "
         f"(periodic GFN2-xTB MD is too slow for a demo) | {seconds['water_npt']:.0f} |",
         "",
-        "Same file in both engines: the last MD frame's energy from OpenMM's TorchForce and from "
-        f"mlcalc.MLCalculator differ by {w['relative_difference']:.1e} (relative). NEB converged: demo "
+        "Same file in both engines: the last MD frame's energy from OpenMM (the potential as a "
+        f"{w['openmm_force']}, {w['openmm_platform']} platform) and from mlcalc.MLCalculator differ by "
+        f"{w['relative_difference']:.1e} (relative). NEB converged: demo "
         f"{n['demo_converged']}, GFN2-xTB {n['gfn2_xtb_converged']}.",
         "",
         "## Reliability: non-hierarchicality",

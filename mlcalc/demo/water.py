@@ -23,6 +23,8 @@ from openmm import app, unit
 from mlcalc.calculator import MLCalculator
 from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.openmm import create_system
+from mlcalc.openmm.forces import IMPLEMENTATIONS, implementation_of
+from mlcalc.openmm.platforms import choose_platform
 from mlcalc.potential import Potential
 from mlcalc.units import EV_PER_KJ_PER_MOL
 
@@ -50,6 +52,8 @@ class WaterResult:
     energy_openmm_eV: float
     energy_ase_eV: float
     seconds: float
+    openmm_force: str  # "TorchForce" or "PythonForce": which one mlcalc.openmm chose here
+    platform: str
 
     @property
     def second_half(self) -> slice:
@@ -89,7 +93,8 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
         TEMPERATURE * unit.kelvin, FRICTION_PER_PS / unit.picosecond, TIMESTEP_FS * unit.femtosecond
     )
     integrator.setRandomNumberSeed(seed)
-    simulation = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    platform, properties = choose_platform("CPU")
+    simulation = app.Simulation(topology, system, integrator, platform, properties)
     simulation.context.setPositions(modeller.positions)
     simulation.minimizeEnergy(maxIterations=100)
     simulation.context.setVelocitiesToTemperature(TEMPERATURE * unit.kelvin, seed)
@@ -129,6 +134,8 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
         energy_openmm_eV=state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * EV_PER_KJ_PER_MOL,
         energy_ase_eV=frame.get_potential_energy(),
         seconds=seconds,
+        openmm_force=IMPLEMENTATIONS[implementation_of(system.getForce(0))],
+        platform=platform.getName(),
     )
 
 

@@ -54,7 +54,7 @@ class MDConfig:
     checkpoint_interval: float = 10.0
     trajectory_format: str = "dcd"
     platform: Optional[str] = None
-    implementation: str = "torch"
+    implementation: Optional[str] = None  # None: the TorchForce where openmm-torch is installed, else the PythonForce
     seed: int = 1
 
     def __post_init__(self) -> None:
@@ -66,7 +66,10 @@ class MDConfig:
                 self.trajectory_format in TRAJECTORY_FORMATS,
                 f"trajectory_format must be one of {TRAJECTORY_FORMATS}, got {self.trajectory_format!r}",
             ),
-            (self.implementation in ("torch", "python"), "implementation must be 'torch' or 'python'"),
+            (
+                self.implementation in (None, "torch", "python"),
+                "implementation must be 'torch', 'python' or omitted (the TorchForce where openmm-torch is installed)",
+            ),
             (self.timestep_fs > 0 and self.temperature > 0 and self.friction >= 0, "need timestep, temperature > 0"),
             (min(self.nvt, self.npt, self.production) >= 0, "stage lengths must be >= 0 ps"),
             (

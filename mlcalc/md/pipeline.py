@@ -27,6 +27,7 @@ from mlcalc.md.config import MDConfig
 from mlcalc.md.files import write_atomic
 from mlcalc.md.systems import barostat, build_system
 from mlcalc.md.trajectory import truncate_state_data, truncate_trajectory
+from mlcalc.openmm.platforms import choose_platform
 
 CONFIG = "config.json"
 START = "start.pdb"
@@ -101,8 +102,8 @@ class Run:
         integrator.setRandomNumberSeed(config.seed)
         if self.barostat is not None:
             self.barostat.setRandomNumberSeed(config.seed)
-        platform = openmm.Platform.getPlatformByName(config.platform) if config.platform else None
-        self.simulation = app.Simulation(topology, self.system, integrator, platform)
+        platform, properties = choose_platform(config.platform)
+        self.simulation = app.Simulation(topology, self.system, integrator, platform, properties)
         self.minimized = False
 
     @classmethod

@@ -1,12 +1,27 @@
 """OpenMM integration: mlcalc potentials inside OpenMM systems.
 
-``create_force`` returns an openmm-torch ``TorchForce`` (or an ``openmm.PythonForce`` with
-``implementation="python"``) for all particles or an ML subset; ``create_system`` builds a
-whole-system ML ``openmm.System`` from a ``Topology``; ``create_mixed_system`` makes an ML/MM
-System out of an MM one (mechanical embedding).
+``create_force`` returns the potential as an OpenMM force for all particles or an ML subset: the
+openmm-torch ``TorchForce`` where openmm-torch is installed, else an ``openmm.PythonForce`` (choose
+with ``implementation=``); ``create_system`` builds a whole-system ML ``openmm.System`` from a
+``Topology``; ``create_mixed_system`` makes an ML/MM System out of an MM one (mechanical embedding);
+``choose_platform`` gives a platform with thread counts that leave torch its cores.
 """
 
+from mlcalc.openmm.forces import create_force, default_implementation, implementation_of
 from mlcalc.openmm.mixed import create_mixed_system
-from mlcalc.openmm.torchforce import TorchForceModule, atomic_numbers, create_force, create_system, openmmtorch
+from mlcalc.openmm.platforms import choose_platform
+from mlcalc.openmm.region import atomic_numbers
+from mlcalc.openmm.system import create_system
+from mlcalc.openmm.torchforce import TorchForceModule, openmmtorch_error
 
-__all__ = ["TorchForceModule", "atomic_numbers", "create_force", "create_mixed_system", "create_system", "openmmtorch"]
+__all__ = [
+    "TorchForceModule",
+    "atomic_numbers",
+    "choose_platform",
+    "create_force",
+    "create_mixed_system",
+    "create_system",
+    "default_implementation",
+    "implementation_of",
+    "openmmtorch_error",
+]

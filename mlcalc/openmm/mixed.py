@@ -7,7 +7,7 @@ atom (solvent-solvent, solute-solvent) stays MM. Starting from an MM ``System``:
 2. ``NonbondedForce``: every ML-ML pair becomes an exception with zero charge product and epsilon;
    ``CustomNonbondedForce``: every ML-ML pair becomes an exclusion;
 3. constraints between two ML atoms are removed (``remove_constraints``);
-4. the ML force (``TorchForce`` or ``PythonForce``) is added for the ML atoms.
+4. the ML force (``TorchForce`` or ``PythonForce``) is added for the ML atoms, periodic when the MM System is.
 
 With ``interpolate=True`` the ML force and the removed MM terms go into a ``CustomCVForce`` with
 energy ``lambda_interpolate*ML + (1-lambda_interpolate)*MM_internal`` (global parameter, default 1).
@@ -36,7 +36,9 @@ import torch
 from openmm import app
 
 from mlcalc.errors import InvalidStructureError
-from mlcalc.openmm.torchforce import PotentialLike, _ml_indices, create_force
+from mlcalc.openmm.forces import create_force
+from mlcalc.openmm.region import PotentialLike, ml_indices
+from mlcalc.potential import DeviceLike
 
 #: Coulomb constant 1/(4 pi eps0) in kJ/mol nm / e^2, as OpenMM >= 8.2 defines it (SimTKOpenMMRealType.h).
 ONE_4PI_EPS0 = 138.93545764438198
@@ -67,22 +69,23 @@ def create_mixed_system(
     force_group: int = 0,
     interpolate: bool = False,
     *,
-    implementation: str = "torch",
+    implementation: Optional[str] = None,
     dtype: Union[str, torch.dtype, None] = None,
     cuda_graphs: bool = False,
+    device: DeviceLike = None,
 ) -> openmm.System:
     """A new System in which ``potential`` computes the internal energy of ``atoms`` (mechanical embedding).
 
     Args:
-        topology: the Topology ``system`` was built from (elements of the ML atoms, periodicity).
-        system: an all-MM System; it is not modified.
+        topology: the Topology ``system`` was built from (elements of the ML atoms).
+        system: an all-MM System; it is not modified. The ML force is periodic when it is
+            (``usesPeriodicBoundaryConditions``), with the System's box, whether or not the Topology has one.
         atoms: indices of the ML atoms.
         potential: a :class:`mlcalc.Potential` or the path of a potential file.
         remove_constraints: remove constraints between two ML atoms.
         force_group: force group of the ML force (or of the ``CustomCVForce`` when interpolating).
         interpolate: add global parameter ``lambda_interpolate`` (0 = MM, 1 = ML/MM) through a ``CustomCVForce``.
-        implementation: ``"torch"`` (TorchForce) or ``"python"`` (PythonForce).
-        dtype, cuda_graphs: as in :func:`mlcalc.openmm.create_force`.
+        implementation, dtype, cuda_graphs, device: as in :func:`mlcalc.openmm.create_force`.
 
     Raises:
         InvalidStructureError: a constraint joins an ML atom to an MM atom (the selection splits a
@@ -92,7 +95,7 @@ def create_mixed_system(
     n = system.getNumParticles()
     if topology.getNumAtoms() != n:
         raise ValueError(f"the topology has {topology.getNumAtoms()} atoms but the system {n} particles")
-    ml = _ml_indices(list(atoms), n)
+    ml = ml_indices(list(atoms), n)
     ml_set = set(ml)
     _check_forces(system)
     _check_constraints(system, topology, ml_set)
@@ -112,7 +115,14 @@ def create_mixed_system(
                         force.addExclusion(ml[a], ml[b])
 
     ml_force = create_force(
-        potential, topology, ml, dtype=dtype, cuda_graphs=cuda_graphs, implementation=implementation
+        potential,
+        topology,
+        ml,
+        periodic=system.usesPeriodicBoundaryConditions(),
+        dtype=dtype,
+        implementation=implementation,
+        cuda_graphs=cuda_graphs,
+        device=device,
     )
     if not interpolate:
         ml_force.setForceGroup(force_group)

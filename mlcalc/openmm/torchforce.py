@@ -1,4 +1,4 @@
-"""TorchForce construction: mlcalc potentials as openmm-torch ``TorchForce`` objects.
+"""The potential as an openmm-torch ``TorchForce`` (a C++ force: no Python in the MD loop).
 
 OpenMM passes a TorchForce all N positions in nm (float64 and unwrapped on the Reference and CPU
 platforms, possibly float32 and wrapped per molecule on CUDA) and, when periodic, the box vectors
@@ -7,36 +7,40 @@ atoms and calls the file's own graph builder, so the numbers equal :class:`mlcal
 It returns the forces too (``setOutputsForces``), from the file's ``compute`` (a gradient with
 respect to the positions only): left to itself, openmm-torch's Reference and CPU kernel calls
 ``energy.backward()``, which also accumulates a gradient for every model parameter at every step.
+
+openmm-torch is optional (``pip install "mlcalc[openmm-torch]"``): it is imported the first time a
+TorchForce is asked for, never when the PythonForce is used.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple
 
-import numpy as np
 import openmm
 import torch
-from openmm import app, unit
 from torch import Tensor
 
-from mlcalc.errors import InvalidStructureError, UnsupportedElementError
-from mlcalc.potential import PathLike, Potential, load
-from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
+from mlcalc import torchscript
+from mlcalc.openmm.region import MLRegion
 
-PotentialLike = Union[Potential, PathLike]
+#: How to get the TorchForce where openmm-torch is missing or does not load.
+INSTALL_HINT = (
+    'install the TorchForce stack with pip install "mlcalc[openmm-torch]" (torch 2.9, OpenMM 8.4-8.5, '
+    'openmmtorch 1.5), or pass implementation="python" to evaluate the potential through openmm.PythonForce'
+)
 
 
-#: Why ``import openmmtorch`` failed, if it did; ``implementation="python"`` still works then.
-_OPENMMTORCH_ERROR: Optional[str] = None
+@functools.lru_cache(maxsize=1)
+def _import_openmmtorch() -> Tuple[Optional[Any], Optional[str]]:
+    """``(openmmtorch, None)``, or ``(None, why it cannot be imported)``.
 
-
-def _import_openmmtorch():
-    """Import openmmtorch without the root-logger warning of the deprecated ``simtk.openmm`` shim
-    that openmmtorch 1.5 imports: it concerns openmmtorch's code, not our users'. ``None`` where it
-    cannot be imported (not installed, or its CUDA libraries do not load with this torch)."""
-    global _OPENMMTORCH_ERROR
+    Hides the root-logger warning of the deprecated ``simtk.openmm`` shim that openmmtorch 1.5
+    imports (it concerns openmmtorch's code, not our users'), and loads openmm-torch's kernel
+    plugins again where ``import openmm`` ran before torch had loaded its CUDA libraries.
+    """
 
     def not_simtk_notice(record: logging.LogRecord) -> bool:
         return "importing 'simtk.openmm' is deprecated" not in record.getMessage()
@@ -45,12 +49,17 @@ def _import_openmmtorch():
     root.addFilter(not_simtk_notice)
     try:
         import openmmtorch
-    except ImportError as exc:
-        _OPENMMTORCH_ERROR = str(exc)
-        return None
+    except ImportError as exc:  # not installed, or its CUDA-12 torch libraries do not load with this torch
+        return None, str(exc)
     finally:
         root.removeFilter(not_simtk_notice)
-    return openmmtorch
+    _reload_torch_kernels()
+    return openmmtorch, None
+
+
+def openmmtorch_error() -> Optional[str]:
+    """Why openmm-torch cannot be used here, or ``None`` where it can."""
+    return _import_openmmtorch()[1]
 
 
 def _reload_torch_kernels() -> None:
@@ -71,10 +80,6 @@ def _reload_torch_kernels() -> None:
                 pass
 
 
-openmmtorch = _import_openmmtorch()
-_reload_torch_kernels()
-
-
 class TorchForceModule(torch.nn.Module):
     """``forward(positions [N, 3] nm, boxvectors [3, 3] nm = None) -> (energy, forces)``: the energy in
     kJ/mol and the forces on all N particles in kJ/mol/nm (zero on particles outside the ML atoms),
@@ -86,6 +91,7 @@ class TorchForceModule(torch.nn.Module):
         indices: which of the N particles are the ML atoms, or ``None`` for all of them.
         length_scale: model length units per nm.
         energy_scale: kJ/mol per model energy unit.
+        dtype: the model's dtype.
     """
 
     def __init__(
@@ -126,206 +132,26 @@ class TorchForceModule(torch.nn.Module):
         return energy, forces.index_copy(0, self.indices, ml_forces)
 
 
-def create_force(
-    potential: PotentialLike,
-    topology_or_atomic_numbers: Union[app.Topology, Sequence[int]],
-    atoms: Optional[Sequence[int]] = None,
-    *,
-    periodic: Optional[bool] = None,
-    dtype: Union[str, torch.dtype, None] = None,
-    cuda_graphs: bool = False,
-    implementation: str = "torch",
-) -> openmm.Force:
-    """A ``TorchForce`` evaluating ``potential`` on all particles or on the subset ``atoms``.
+def create_torch_force(region: MLRegion, cuda_graphs: bool) -> openmm.Force:
+    """An openmm-torch ``TorchForce`` for ``region``; ``cuda_graphs`` sets ``useCUDAGraphs`` (CUDA only).
 
-    Args:
-        potential: a :class:`mlcalc.Potential` or the path of a potential file.
-        topology_or_atomic_numbers: an ``openmm.app.Topology`` or the atomic number of every particle.
-        atoms: indices of the ML atoms (ML/MM); ``None`` for all. The module indexes them itself,
-            since a TorchForce always receives every particle.
-        periodic: use the box; default: whether the topology has periodic box vectors
-            (``False`` for a list of atomic numbers).
-        dtype: the model's dtype inside OpenMM (default: the file's).
-        cuda_graphs: set openmm-torch's ``useCUDAGraphs`` property (CUDA platform only).
-        implementation: ``"torch"`` (openmm-torch ``TorchForce``) or ``"python"`` (``openmm.PythonForce``,
-            OpenMM >= 8.5, for machines without openmm-torch; see :mod:`mlcalc.openmm.pythonforce`).
+    Raises:
+        ImportError: openmm-torch cannot be imported here (the message says how to get it).
     """
-    if implementation == "python":
-        from mlcalc.openmm.pythonforce import create_python_force
-
-        return create_python_force(potential, topology_or_atomic_numbers, atoms, periodic=periodic, dtype=dtype)
-    if implementation != "torch":
-        raise ValueError(f"implementation must be 'torch' or 'python', got {implementation!r}")
+    openmmtorch, error = _import_openmmtorch()
     if openmmtorch is None:
-        raise ImportError(
-            f"openmm-torch cannot be imported here ({_OPENMMTORCH_ERROR}); "
-            "pass implementation='python' to evaluate the potential through openmm.PythonForce instead"
-        )
-    potential, selected, indices, periodic, _ = ml_region(potential, topology_or_atomic_numbers, atoms, periodic, dtype)
+        raise ImportError(f"the TorchForce needs openmm-torch, which cannot be imported here ({error}): {INSTALL_HINT}")
+    potential = region.potential
     module = TorchForceModule(
         potential.module,
-        selected,
-        indices,
-        length_scale=ANGSTROM_PER_NM / potential.length_unit_in_angstrom,
-        energy_scale=potential.energy_unit_in_ev / EV_PER_KJ_PER_MOL,
+        region.atomic_numbers,
+        region.indices,
+        length_scale=region.length_scale,
+        energy_scale=region.energy_scale,
         dtype=potential.dtype,
     )
-    force = openmmtorch.TorchForce(torch.jit.script(module))
+    force = openmmtorch.TorchForce(torchscript.script(module))
     force.setOutputsForces(True)
-    force.setUsesPeriodicBoundaryConditions(bool(periodic))
+    force.setUsesPeriodicBoundaryConditions(region.periodic)
     force.setProperty("useCUDAGraphs", "true" if cuda_graphs else "false")
-    force.setName(f"mlcalc:{potential.name}")
     return force
-
-
-def create_system(
-    topology: app.Topology,
-    potential: PotentialLike,
-    *,
-    positions: Optional[Union[unit.Quantity, np.ndarray]] = None,
-    constraints: Optional[object] = None,
-    remove_cm_motion: bool = True,
-    hydrogen_mass: Optional[unit.Quantity] = None,
-    dtype: Union[str, torch.dtype, None] = None,
-    cuda_graphs: bool = False,
-    implementation: str = "torch",
-) -> openmm.System:
-    """A whole-system ML ``openmm.System``: masses and box from ``topology``, one ``TorchForce``.
-
-    Args:
-        topology: every atom must have an element.
-        potential: a :class:`mlcalc.Potential` or the path of a potential file.
-        positions: needed with ``constraints``: bond lengths are constrained to their values here
-            (a ``Quantity``, or an array in nm).
-        constraints: ``None``, ``openmm.app.HBonds`` (bonds to hydrogen) or ``openmm.app.AllBonds``.
-        remove_cm_motion: add a ``CMMotionRemover``.
-        hydrogen_mass: repartition mass from heavy atoms to bonded hydrogens (e.g. ``1.5*amu``).
-        implementation: ``"torch"`` or ``"python"``, as in :func:`create_force`.
-    """
-    numbers = atomic_numbers(topology)
-    system = openmm.System()
-    masses = [atom.element.mass for atom in topology.atoms()]
-    if hydrogen_mass is not None:
-        masses = _repartition(topology, masses, hydrogen_mass)
-    for mass in masses:
-        system.addParticle(mass)
-    box = topology.getPeriodicBoxVectors()
-    if box is not None:
-        system.setDefaultPeriodicBoxVectors(*box)
-    if constraints is not None:
-        _add_constraints(system, topology, constraints, positions)
-    system.addForce(
-        create_force(
-            potential,
-            numbers,
-            periodic=box is not None,
-            dtype=dtype,
-            cuda_graphs=cuda_graphs,
-            implementation=implementation,
-        )
-    )
-    if remove_cm_motion:
-        system.addForce(openmm.CMMotionRemover())
-    return system
-
-
-def ml_region(
-    potential: PotentialLike,
-    topology_or_atomic_numbers: Union[app.Topology, Sequence[int]],
-    atoms: Optional[Sequence[int]],
-    periodic: Optional[bool],
-    dtype,
-) -> tuple[Potential, list[int], Optional[list[int]], bool, int]:
-    """What an ML force evaluates: the potential (loaded, in ``dtype``), the atomic numbers of the ML
-    atoms, their indices (``None``: all particles), whether the system is periodic (from the topology's
-    box unless given) and the number of particles. Unsupported elements and bad indices raise here."""
-    if isinstance(topology_or_atomic_numbers, app.Topology):
-        numbers = atomic_numbers(topology_or_atomic_numbers)
-        if periodic is None:
-            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
-    else:
-        numbers = [int(z) for z in topology_or_atomic_numbers]
-        periodic = bool(periodic)
-    indices = _ml_indices(atoms, len(numbers))
-    selected = numbers if indices is None else [numbers[i] for i in indices]
-    potential = _as_potential(potential, dtype)
-    _check_elements(potential, selected, indices)
-    return potential, selected, indices, periodic, len(numbers)
-
-
-def atomic_numbers(topology: app.Topology) -> list[int]:
-    """Atomic number of every atom; a clear error for atoms without an element."""
-    numbers = []
-    for atom in topology.atoms():
-        if atom.element is None:
-            raise InvalidStructureError(
-                f"atom {atom.index} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element; "
-                "an ML potential needs elements (virtual sites and extra particles cannot be ML atoms)"
-            )
-        numbers.append(atom.element.atomic_number)
-    return numbers
-
-
-def _as_potential(potential: PotentialLike, dtype) -> Potential:
-    # TorchForce moves the module to the platform's device itself; build it on the CPU.
-    if isinstance(potential, Potential):
-        return potential.to(device="cpu", dtype=dtype)
-    return load(potential, device="cpu", dtype=dtype)
-
-
-def _ml_indices(atoms: Optional[Sequence[int]], n: int) -> Optional[list[int]]:
-    if atoms is None:
-        return None
-    indices = [int(i) for i in atoms]
-    if not indices:
-        raise ValueError("atoms is empty: select at least one ML atom, or pass atoms=None for all")
-    outside = [i for i in indices if not 0 <= i < n]
-    if outside:
-        raise IndexError(f"ML atom indices {outside[:10]} are outside the system's 0..{n - 1}")
-    if len(set(indices)) != len(indices):
-        repeated = sorted({i for i in indices if indices.count(i) > 1})
-        raise ValueError(f"ML atom indices {repeated[:10]} are repeated")
-    return indices
-
-
-def _check_elements(potential: Potential, numbers: Sequence[int], indices: Optional[Sequence[int]]) -> None:
-    unsupported = [k for k, z in enumerate(numbers) if z not in potential.species]
-    if unsupported:
-        where = [indices[k] if indices is not None else k for k in unsupported]
-        found = sorted({numbers[k] for k in unsupported})
-        raise UnsupportedElementError(
-            f"potential {potential.name!r} does not support atomic numbers {found} (particles {where[:10]}); "
-            f"it supports {', '.join(potential.metadata.symbols)}"
-        )
-
-
-def _repartition(topology: app.Topology, masses: list, hydrogen_mass: unit.Quantity) -> list:
-    masses = list(masses)
-    for a, b in topology.bonds():
-        if a.element == app.element.hydrogen:
-            a, b = b, a
-        if b.element == app.element.hydrogen and a.element != app.element.hydrogen:
-            transfer = hydrogen_mass - masses[b.index]
-            masses[b.index] = hydrogen_mass
-            masses[a.index] = masses[a.index] - transfer
-            if masses[a.index].value_in_unit(unit.dalton) <= 0:
-                raise ValueError(f"hydrogen_mass={hydrogen_mass} leaves atom {a.index} ({a.name}) without mass")
-    return masses
-
-
-def _add_constraints(system: openmm.System, topology: app.Topology, constraints, positions) -> None:
-    if constraints not in (app.HBonds, app.AllBonds):
-        raise ValueError("constraints must be None, openmm.app.HBonds or openmm.app.AllBonds")
-    if positions is None:
-        raise ValueError("constraints need positions: bonds are constrained to their lengths in those positions")
-    xyz = np.asarray(positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions) else positions, float)
-    if xyz.shape != (topology.getNumAtoms(), 3):
-        raise ValueError(f"positions must have shape ({topology.getNumAtoms()}, 3), got {xyz.shape}")
-    if not list(topology.bonds()):
-        raise ValueError(
-            "constraints were asked for, but the topology has no bonds (add them, e.g. from a PDB's CONECT)"
-        )
-    for a, b in topology.bonds():
-        if constraints is app.HBonds and app.element.hydrogen not in (a.element, b.element):
-            continue
-        system.addConstraint(a.index, b.index, float(np.linalg.norm(xyz[a.index] - xyz[b.index])))

@@ -223,3 +223,18 @@ def test_untested_mace_version_is_refused(scaleshift, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", lambda p: "0.3.17" if p == "mace-torch" else installed(p))
     with pytest.raises(FamilyVersionError, match=r"mace-torch 0\.3\.17 is installed.*mace-torch==0\.3\.16"):
         mlcalc.plugins.export("mace", model, tmp_path / "x.pt")
+
+
+def test_export_raises_no_torchscript_deprecation_notice(tmp_path):
+    """The adapter's e3nn compilation traces, saves and loads TorchScript for mlcalc: torch >= 2.11's notice
+    about it is silenced there, as at mlcalc's own calls (the user's model building still warns)."""
+    import re
+    import warnings
+
+    from mlcalc.torchscript import DEPRECATION_MESSAGE
+
+    torch.save(mace_model("scaleshift"), tmp_path / "model.model")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mlcalc.plugins.export("mace", tmp_path / "model.model", tmp_path / "out.pt")
+    assert [str(w.message) for w in caught if re.search(DEPRECATION_MESSAGE, str(w.message))] == []

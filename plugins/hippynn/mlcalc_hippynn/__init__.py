@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from mlcalc import torchscript
 from mlcalc.errors import PluginError
 from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_hippynn.model import AtomLayer, Block, HIPNNPotential, Interaction, Sensitivity
@@ -128,7 +129,7 @@ def _check_supported(hipnn: torch.nn.Module, henergy: torch.nn.Module) -> None:
     if any(layer.out_features != 1 for layer in henergy.layers):
         raise PluginError("the HEnergy read-out predicts several targets; the adapter exports a single energy")
     try:
-        torch.jit.script(hipnn.activation)
+        torchscript.script(hipnn.activation)
     except Exception as exc:  # TorchScript raises many exception types
         raise PluginError(
             f"hippynn's activation {hipnn.activation!r} cannot be compiled with TorchScript: {exc}"

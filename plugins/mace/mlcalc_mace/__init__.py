@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import torch
 
+from mlcalc import torchscript
 from mlcalc.errors import PluginError
 from mlcalc.plugins import Adapter, Conversion, load_saved_model
 from mlcalc_mace.model import MACEPotential
@@ -62,15 +63,18 @@ class MACEAdapter(Adapter):
         numbers = [int(z) for z in model.atomic_numbers.tolist()]
         species = sorted(numbers)
         element_index = torch.tensor([numbers.index(z) for z in species], dtype=torch.long)
-        # Convert a copy: e3nn's compile replaces submodules in place, and the user keeps their model.
-        mace_copy = copy.deepcopy(model).to(getattr(torch, dtype)).eval()
-        contract_model = MACEPotential(mace_copy, element_index, heads.index(head_name), type(model) is ScaleShiftMACE)
-        # e3nn's modules must be compiled by e3nn (some are traced, some need its codegen): compile
-        # them in the final dtype, then script the whole.
-        try:
-            scripted = torch.jit.script(jit.compile(contract_model))
-        except Exception as exc:  # TorchScript raises many exception types
-            raise PluginError(f"the MACE model could not be compiled with TorchScript: {exc}") from exc
+        # e3nn's copies and compilation trace, save and load TorchScript on our behalf: quiet, as our own calls.
+        with torchscript.quiet_deprecation():
+            # Convert a copy: e3nn's compile replaces submodules in place, and the user keeps their model.
+            mace_copy = copy.deepcopy(model).to(getattr(torch, dtype)).eval()
+            is_scale_shift = type(model) is ScaleShiftMACE
+            contract_model = MACEPotential(mace_copy, element_index, heads.index(head_name), is_scale_shift)
+            # e3nn's modules must be compiled by e3nn (some are traced, some need its codegen): compile
+            # them in the final dtype, then script the whole.
+            try:
+                scripted = torch.jit.script(jit.compile(contract_model))
+            except Exception as exc:  # TorchScript raises many exception types
+                raise PluginError(f"the MACE model could not be compiled with TorchScript: {exc}") from exc
         r_max = float(model.r_max)
         return Conversion(
             model=scripted,

@@ -1,0 +1,131 @@
+"""What an ML force in OpenMM evaluates: the potential, its atoms, whether the box is used, and the units.
+
+Shared by both force implementations (:mod:`mlcalc.openmm.torchforce` and
+:mod:`mlcalc.openmm.pythonforce`), so that they validate the same inputs the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+from openmm import app
+
+from mlcalc.errors import InvalidStructureError, UnsupportedElementError
+from mlcalc.potential import DtypeLike, PathLike, Potential, load
+from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
+
+PotentialLike = Union[Potential, PathLike]
+TopologyOrNumbers = Union[app.Topology, Sequence[int]]
+
+
+@dataclass(frozen=True)
+class MLRegion:
+    """The ML atoms of a System and the potential that evaluates them.
+
+    Attributes:
+        potential: loaded on the CPU in the dtype the force computes in.
+        atomic_numbers: of the ML atoms.
+        indices: which particles are the ML atoms; ``None`` for all of them.
+        periodic: whether the force uses the System's periodic box.
+        num_particles: particles in the System.
+    """
+
+    potential: Potential
+    atomic_numbers: list[int]
+    indices: Optional[list[int]]
+    periodic: bool
+    num_particles: int
+
+    @property
+    def length_scale(self) -> float:
+        """Model length units per nm."""
+        return ANGSTROM_PER_NM / self.potential.length_unit_in_angstrom
+
+    @property
+    def energy_scale(self) -> float:
+        """kJ/mol per model energy unit."""
+        return self.potential.energy_unit_in_ev / EV_PER_KJ_PER_MOL
+
+    @property
+    def force_name(self) -> str:
+        return f"mlcalc:{self.potential.name}"
+
+
+def ml_region(
+    potential: PotentialLike,
+    topology_or_atomic_numbers: TopologyOrNumbers,
+    atoms: Optional[Sequence[int]],
+    periodic: Optional[bool],
+    dtype: DtypeLike,
+) -> MLRegion:
+    """Validate the inputs of an ML force and load the potential.
+
+    ``periodic=None`` takes periodicity from the Topology's box; with a bare list of atomic numbers
+    it cannot be known, so the caller must say. Unsupported elements and bad indices raise here.
+    """
+    if isinstance(topology_or_atomic_numbers, app.Topology):
+        numbers = atomic_numbers(topology_or_atomic_numbers)
+        if periodic is None:
+            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
+    else:
+        numbers = [int(z) for z in topology_or_atomic_numbers]
+        if periodic is None:
+            raise ValueError(
+                "periodic= is required with a list of atomic numbers: mlcalc cannot tell whether the System "
+                "is periodic. Pass periodic=True to use the System's box (minimum image), periodic=False for "
+                "an isolated system, or pass the Topology instead (periodic when it has a box)"
+            )
+    indices = ml_indices(atoms, len(numbers))
+    selected = numbers if indices is None else [numbers[i] for i in indices]
+    loaded = _as_potential(potential, dtype)
+    _check_elements(loaded, selected, indices)
+    return MLRegion(loaded, selected, indices, bool(periodic), len(numbers))
+
+
+def atomic_numbers(topology: app.Topology) -> list[int]:
+    """Atomic number of every atom; a clear error for atoms without an element."""
+    numbers = []
+    for atom in topology.atoms():
+        if atom.element is None:
+            raise InvalidStructureError(
+                f"atom {atom.index} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element; "
+                "an ML potential needs elements (virtual sites and extra particles cannot be ML atoms)"
+            )
+        numbers.append(atom.element.atomic_number)
+    return numbers
+
+
+def ml_indices(atoms: Optional[Sequence[int]], n: int) -> Optional[list[int]]:
+    """``atoms`` as a checked list of particle indices below ``n``; ``None`` stays ``None`` (all)."""
+    if atoms is None:
+        return None
+    indices = [int(i) for i in atoms]
+    if not indices:
+        raise ValueError("atoms is empty: select at least one ML atom, or pass atoms=None for all")
+    outside = [i for i in indices if not 0 <= i < n]
+    if outside:
+        raise IndexError(f"ML atom indices {outside[:10]} are outside the system's 0..{n - 1}")
+    if len(set(indices)) != len(indices):
+        repeated = sorted({i for i in indices if indices.count(i) > 1})
+        raise ValueError(f"ML atom indices {repeated[:10]} are repeated")
+    return indices
+
+
+def _as_potential(potential: PotentialLike, dtype: DtypeLike) -> Potential:
+    # Built on the CPU: a TorchForce moves the module to the platform's device itself, and the
+    # PythonForce moves it where it is asked to run.
+    if isinstance(potential, Potential):
+        return potential.to(device="cpu", dtype=dtype)
+    return load(potential, device="cpu", dtype=dtype)
+
+
+def _check_elements(potential: Potential, numbers: Sequence[int], indices: Optional[Sequence[int]]) -> None:
+    unsupported = [k for k, z in enumerate(numbers) if z not in potential.species]
+    if unsupported:
+        where = [indices[k] if indices is not None else k for k in unsupported]
+        found = sorted({numbers[k] for k in unsupported})
+        raise UnsupportedElementError(
+            f"potential {potential.name!r} does not support atomic numbers {found} (particles {where[:10]}); "
+            f"it supports {', '.join(potential.metadata.symbols)}"
+        )
