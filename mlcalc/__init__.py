@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from mlcalc import models
     from mlcalc.calculator import MLCalculator
     from mlcalc.contract import CONTRACT_VERSION, Metadata
-    from mlcalc.errors import ContractError, InvalidStructureError, MLCalcError, UnitError, UnsupportedElementError
+    from mlcalc.errors import (
+        ContractError,
+        DeviceError,
+        InvalidStructureError,
+        MLCalcError,
+        UnitError,
+        UnsupportedElementError,
+    )
     from mlcalc.export import export
     from mlcalc.neighbors import neighbor_list
     from mlcalc.potential import Potential, load, read_metadata
@@ -31,6 +38,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "CONTRACT_VERSION": "mlcalc.contract",
     "ContractError": "mlcalc.errors",
+    "DeviceError": "mlcalc.errors",
     "InvalidStructureError": "mlcalc.errors",
     "MLCalcError": "mlcalc.errors",
     "MLCalculator": "mlcalc.calculator",
@@ -47,6 +55,7 @@ _LAZY = {
 __all__ = [
     "CONTRACT_VERSION",
     "ContractError",
+    "DeviceError",
     "InvalidStructureError",
     "MLCalcError",
     "MLCalculator",

@@ -23,6 +23,10 @@ class InvalidStructureError(MLCalcError, ValueError):
     """A structure cannot be evaluated: NaN coordinates, a degenerate cell, bad shapes."""
 
 
+class DeviceError(MLCalcError, RuntimeError):
+    """A device (``cuda``) or platform that this machine does not have was asked for."""
+
+
 class PluginError(MLCalcError, ValueError):
     """A model-family adapter is missing, or cannot convert what it was given (a model of another
     family, unsupported elements or options)."""

@@ -17,7 +17,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlcalc import torchscript
 from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
-from mlcalc.errors import ContractError, InvalidStructureError, UnsupportedElementError
+from mlcalc.errors import ContractError, DeviceError, InvalidStructureError, UnsupportedElementError
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
 from mlcalc.units import angstrom_per, ev_per
@@ -300,7 +300,7 @@ def resolve_device(device: DeviceLike) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} was asked for but torch sees no CUDA GPU; use device='cpu'")
+        raise DeviceError(f"device {device} was asked for but torch sees no CUDA GPU; use device='cpu'")
     return device
 
 

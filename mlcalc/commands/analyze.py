@@ -36,7 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
     for path in (args.topology, args.trajectory, *(args.compare or ())):
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist")
+            hint = ""
+            if (path.parent / "config.json").exists() and path.name.startswith("trajectory."):
+                hint = (
+                    f": {path.parent} holds an mlcalc md run whose production stage has not written a frame yet "
+                    f"(its state.csv shows how far it got; mlcalc md --resume {path.parent} continues it)"
+                )
+            raise FileNotFoundError(f"{path} does not exist{hint}")
     span = (0.0, args.distance_max)
     first = analyze(load_universe(args.topology, args.trajectory), args.output, args.select, span, args.plots)
     print(f"mlcalc analyze: {first['frames']} frames of {first['atoms']} atoms -> {args.output}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from mlcalc.commands.arguments import positive_int
@@ -34,6 +35,7 @@ OPTIONS = {
         "torch (openmm-torch TorchForce) or python (openmm.PythonForce); default: torch where openmm-torch imports",
     ),
     "seed": (int, "random seed"),
+    "max_temperature": (float, "K above which the run counts as blown up and stops (default 5 x --temperature)"),
 }
 
 
@@ -42,12 +44,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         "md",
         help="solvated NPT molecular dynamics in OpenMM (minimise, NVT, NPT, production), resumable",
         description="Prepare (hydrogens, solvent), minimise, equilibrate (NVT, NPT) and run production MD. "
-        "Outputs in the output directory: config.json, start.pdb, state.csv, trajectory.dcd/xtc, checkpoint.chk, "
-        "final.pdb. A killed run continues with --resume DIR.",
+        "Outputs in the output directory: config.json, start.pdb, state.csv, trajectory.dcd/xtc, "
+        "checkpoint-STEP.chk with its manifest checkpoint.json, final.pdb. A killed run continues with --resume DIR; "
+        "a run that blew up stops before writing the bad state.",
     )
     parser.add_argument("structure", nargs="?", help="solute: PDB, mmCIF or SDF")
     parser.add_argument("--config", type=Path, help="JSON or TOML file of MD settings (fields of mlcalc.md.MDConfig)")
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument(
+        "--restart",
+        type=Path,
+        metavar="DIR",
+        help="run DIR again from its first step (deletes its checkpoints and outputs)",
+    )
     parser.add_argument("--no-solvate", dest="solvate", action="store_const", const=False, help="keep the box as given")
     parser.add_argument(
         "--no-hydrogens", dest="add_hydrogens", action="store_const", const=False, help="do not add hydrogens"
@@ -62,10 +71,21 @@ def run(args: argparse.Namespace) -> int:
     from mlcalc.md.config import MDConfig
     from mlcalc.md.pipeline import Run
 
+    if args.resume is not None and args.restart is not None:
+        raise ValueError("give --resume or --restart, not both")
+    settings = {name: getattr(args, name) for name in (*OPTIONS, "structure", "solvate", "add_hydrogens")}
+    given = {name: value for name, value in settings.items() if value is not None}
     if args.resume is not None:
+        if given or args.config is not None:
+            options = sorted(given) + (["config"] if args.config is not None else [])
+            raise ValueError(
+                f"--resume continues a run with its own settings, but {options} were given too: drop them, or "
+                f"run it again from the start with them: mlcalc md --restart {args.resume} ..."
+            )
         md = Run.resume(args.resume)
+    elif args.restart is not None:
+        md = Run.restart(args.restart, **given)
     else:
-        settings = {name: getattr(args, name) for name in (*OPTIONS, "structure", "solvate", "add_hydrogens")}
         if args.config is not None:
             config = MDConfig.from_file(args.config, **settings)
         else:
@@ -74,7 +94,15 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"give {' and '.join(missing)} (or a --config file)")
             config = MDConfig(**{k: v for k, v in settings.items() if v is not None})
         md = Run.start(config)
-    md.run(progress=not args.quiet)
+    try:
+        md.run(progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"\nmlcalc md: interrupted at step {md.simulation.currentStep}; continue from the last checkpoint (step "
+            f"{md.checkpoint_step}) with: mlcalc md --resume {md.directory}",
+            file=sys.stderr,
+        )
+        return 130
     done = {field.name: getattr(md.config, field.name) for field in dataclasses.fields(md.config)}
     print(f"mlcalc md: {md.simulation.currentStep} steps done; outputs in {md.directory} ({done['mode']} mode)")
     return 0

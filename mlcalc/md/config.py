@@ -22,7 +22,9 @@ class MDConfig:
     evaluates ``ml_selection`` with it and everything else with ``forcefield`` (mechanical embedding).
     ``ml_selection``: ``"solute"`` (all residues but water and ions), ``"resname ALA GLY"`` or
     ``"index 0-32 40"``. Stage lengths of 0 skip the stage; ``minimize_iterations=0`` minimises to
-    convergence and ``-1`` skips minimisation.
+    convergence and ``-1`` skips minimisation. Stage lengths and intervals must be whole numbers of
+    time steps. ``max_temperature`` (K; default 5 × ``temperature``) stops a run that blew up (see
+    :mod:`mlcalc.md.guard`).
     """
 
     structure: str
@@ -56,6 +58,7 @@ class MDConfig:
     platform: Optional[str] = None
     implementation: Optional[str] = None  # None: the TorchForce where openmm-torch is installed, else the PythonForce
     seed: int = 1
+    max_temperature: Optional[float] = None
 
     def __post_init__(self) -> None:
         self.forcefield = tuple(self.forcefield)
@@ -84,6 +87,23 @@ class MDConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if self.max_temperature is not None and not self.max_temperature > self.temperature:
+            raise ValueError(
+                f"max_temperature ({self.max_temperature:g} K) must exceed temperature ({self.temperature:g} K)"
+            )
+        for name in ("nvt", "npt", "production", "trajectory_interval", "state_interval", "checkpoint_interval"):
+            picoseconds = getattr(self, name)
+            steps = picoseconds / self.timestep_ps
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+                raise ValueError(
+                    f"{name} = {picoseconds:g} ps is {steps:g} time steps of {self.timestep_fs:g} fs, not a whole "
+                    f"number: use a multiple of the time step (e.g. {max(1, round(steps)) * self.timestep_ps:g} ps)"
+                )
+
+    @property
+    def temperature_limit(self) -> float:
+        """K above which a run counts as blown up: ``max_temperature``, else 5 × ``temperature``."""
+        return self.max_temperature if self.max_temperature is not None else 5.0 * self.temperature
 
     @property
     def timestep_ps(self) -> float:

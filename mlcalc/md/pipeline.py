@@ -4,18 +4,26 @@ Files in the output directory:
 
 - ``config.json``: the run's :class:`MDConfig`; ``start.pdb``: the prepared, solvated structure
   (the topology for MDAnalysis); both written once, atomically.
-- ``checkpoint.chk`` (OpenMM checkpoint: positions, velocities, box, step, time, random state),
-  replaced atomically every ``checkpoint_interval`` and at the end of each stage.
+- ``checkpoint-<step>.chk`` (OpenMM checkpoint: positions, velocities, box, step, time, random state)
+  and ``checkpoint.json``, its manifest (size, SHA-256, step, the potential file's SHA-256): a new
+  checkpoint every ``checkpoint_interval`` and at the end of each stage, verified before the manifest
+  names it and the old one goes (:mod:`mlcalc.md.checkpoints`).
 - ``state.csv`` (every MD stage) and ``trajectory.dcd``/``.xtc`` (production): appended by
   OpenMM's reporters. Resuming cuts them back to the checkpoint's step first, so a killed and
-  resumed run has exactly the frames and rows of an uninterrupted one.
+  resumed run has exactly the frames and rows of an uninterrupted one; rows missing before that step
+  are refused.
 - ``final.pdb``: the last structure, written atomically when the run completes.
+
+Every step at which something is written is checked first (:mod:`mlcalc.md.guard`): a run that blew
+up stops with :class:`~mlcalc.md.guard.SimulationBlewUpError` and its files end at the last good state.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -23,15 +31,19 @@ from typing import Optional
 import openmm
 from openmm import app, unit
 
+from mlcalc.data import resolve_potential_path
+from mlcalc.errors import InvalidStructureError
+from mlcalc.files import file_sha256
+from mlcalc.md.checkpoints import MANIFEST, CheckpointError, read_checkpoint, write_checkpoint
 from mlcalc.md.config import MDConfig
 from mlcalc.md.files import write_atomic
+from mlcalc.md.guard import SimulationBlewUpError, StateGuard, check_state, degrees_of_freedom
 from mlcalc.md.systems import barostat, build_system
 from mlcalc.md.trajectory import truncate_state_data, truncate_trajectory
 from mlcalc.openmm.platforms import choose_platform
 
 CONFIG = "config.json"
 START = "start.pdb"
-CHECKPOINT = "checkpoint.chk"
 STATE = "state.csv"
 FINAL = "final.pdb"
 
@@ -60,6 +72,14 @@ def prepare(config: MDConfig) -> tuple[app.Topology, list]:
 
     topology, positions = read_structure(config.structure)
     forcefield = app.ForceField(*config.forcefield)
+    elements = {atom.element for atom in topology.atoms()}
+    if not config.add_hydrogens and app.element.hydrogen not in elements and app.element.carbon in elements:
+        warnings.warn(
+            f"{config.structure} has carbon but no hydrogen atoms, and hydrogens are not added (--no-hydrogens / "
+            "add_hydrogens=False): the potential will see a molecule without its hydrogens. Drop --no-hydrogens "
+            "unless that is what you mean",
+            stacklevel=2,
+        )
     if config.add_hydrogens:
         topology, positions = add_hydrogens(
             topology, positions, forcefield if config.mode == "mlmm" else None, config.ph
@@ -89,13 +109,23 @@ class Run:
         self.topology = topology
         self.positions = positions
         periodic = topology.getPeriodicBoxVectors() is not None
+        if not periodic and config.npt > 0:
+            raise InvalidStructureError(
+                f"the structure has no periodic box, so the NPT stage (npt = {config.npt:g} ps) cannot control the "
+                "pressure: solvate it (drop --no-solvate), give the structure a box (a PDB CRYST1 record), or set "
+                "npt to 0 (the run is then NVT throughout)"
+            )
         self.stages = stages(config, periodic)
+        self.potential_sha256 = file_sha256(resolve_potential_path(config.potential))
         self.system = build_system(config, topology, positions)
+        self.dof = degrees_of_freedom(self.system)
         self.barostat = barostat(self.system)
         self.trajectory_path = self.directory / f"trajectory.{config.trajectory_format}"
         self.trajectory_steps = config.interval_steps(config.trajectory_interval)
         self.state_steps = config.interval_steps(config.state_interval)
         self.checkpoint_steps = config.interval_steps(config.checkpoint_interval)
+        # Every step at which a row, a frame or a checkpoint is written is a multiple of this one.
+        self.guard_steps = math.gcd(self.state_steps, self.trajectory_steps, self.checkpoint_steps)
         integrator = openmm.LangevinMiddleIntegrator(
             config.temperature * unit.kelvin, config.friction / unit.picosecond, config.timestep_ps * unit.picosecond
         )
@@ -105,6 +135,7 @@ class Run:
         platform, properties = choose_platform(config.platform)
         self.simulation = app.Simulation(topology, self.system, integrator, platform, properties)
         self.minimized = False
+        self.checkpoint_step: Optional[int] = None  # of the last checkpoint written or loaded
 
     @classmethod
     def start(cls, config: MDConfig, directory: Optional[Path] = None) -> "Run":
@@ -124,23 +155,59 @@ class Run:
 
     @classmethod
     def resume(cls, directory: Path) -> "Run":
-        """Reopen a run from its directory and its last checkpoint (or from the start if it never reached one)."""
-        directory = Path(directory)
-        if not (directory / CONFIG).exists():
-            raise FileNotFoundError(f"{directory} holds no run ({CONFIG} missing)")
-        config = MDConfig.from_dict(json.loads((directory / CONFIG).read_text()))
-        start = app.PDBFile(str(directory / START))
-        run = cls(config, directory, start.topology, start.positions)
-        checkpoint = directory / CHECKPOINT
-        if checkpoint.exists():
-            run.simulation.loadCheckpoint(str(checkpoint))
+        """Reopen a run from its directory and its last verified checkpoint (or from the start if it never
+        wrote anything). Refuses a missing or damaged checkpoint beside existing outputs, another potential
+        file, and outputs that lack rows or frames before the checkpoint."""
+        run, start = cls._reopen(directory)
+        directory = run.directory
+        if (directory / MANIFEST).exists() or run._outputs():
+            record, data = read_checkpoint(directory, run.potential_sha256, run.config.potential)
+            run.simulation.context.loadCheckpoint(data)
+            if run.simulation.currentStep != record.step:
+                raise CheckpointError(
+                    f"{directory / record.file} holds step {run.simulation.currentStep}, its manifest says "
+                    f"{record.step}; start again with mlcalc md --restart {directory}"
+                )
             run.minimized = True
-        else:
+            run.checkpoint_step = record.step
+        else:  # killed before its first checkpoint: nothing was written yet
             run.simulation.context.setPositions(start.positions)
         step = run.simulation.currentStep
         truncate_trajectory(run.trajectory_path, run.frames_at(step))
-        truncate_state_data(directory / STATE, step)
+        rows = truncate_state_data(directory / STATE, step)
+        if rows != step // run.state_steps:
+            raise CheckpointError(
+                f"{directory / STATE} holds {rows} rows up to step {step}, but the run wrote "
+                f"{step // run.state_steps}: rows were lost; start again with mlcalc md --restart {directory}"
+            )
         return run
+
+    @classmethod
+    def restart(cls, directory: Path, **changes) -> "Run":
+        """Start the run in ``directory`` again from its first step and start structure, with its config
+        and ``changes`` to it (e.g. ``timestep_fs=0.25``, saved to ``config.json``); its checkpoints,
+        tables, trajectory and final structure are deleted."""
+        run, start = cls._reopen(directory, changes)
+        run.config.save(run.directory / CONFIG)
+        for path in run._outputs():
+            path.unlink()
+        (run.directory / MANIFEST).unlink(missing_ok=True)
+        run.simulation.context.setPositions(start.positions)
+        return run
+
+    @classmethod
+    def _reopen(cls, directory: Path, changes: Optional[dict] = None) -> tuple["Run", app.PDBFile]:
+        directory = Path(directory)
+        if not (directory / CONFIG).exists():
+            raise FileNotFoundError(f"{directory} holds no run ({CONFIG} missing)")
+        config = MDConfig.from_dict({**json.loads((directory / CONFIG).read_text()), **(changes or {})})
+        start = app.PDBFile(str(directory / START))
+        return cls(config, directory, start.topology, start.positions), start
+
+    def _outputs(self) -> list[Path]:
+        """The files a run writes as it goes (not its config, start structure or manifest)."""
+        found = [self.directory / STATE, self.trajectory_path, self.directory / FINAL]
+        return [path for path in found if path.exists()] + sorted(self.directory.glob("checkpoint-*.chk"))
 
     @property
     def total_steps(self) -> int:
@@ -152,9 +219,12 @@ class Run:
         return max(0, step // self.trajectory_steps - first // self.trajectory_steps) if step > first else 0
 
     def checkpoint(self) -> None:
-        write_atomic(
-            self.directory / CHECKPOINT, lambda tmp: tmp.write_bytes(self.simulation.context.createCheckpoint())
-        )
+        """Check the current state (:func:`~mlcalc.md.guard.check_state`), then write it as the checkpoint."""
+        context = self.simulation.context
+        state = context.getState(getEnergy=True)
+        check_state(state, self.dof, self.config.temperature_limit, "before writing a checkpoint")
+        write_checkpoint(self.directory, context.createCheckpoint(), self.simulation.currentStep, self.potential_sha256)
+        self.checkpoint_step = self.simulation.currentStep
 
     def run(self, progress: bool = True) -> None:
         """Run (or continue) every stage to the end, then write ``final.pdb``."""
@@ -166,22 +236,37 @@ class Run:
             self.checkpoint()
             self.minimized = True
         bar = _progress_bar(self.total_steps, simulation.currentStep, progress)
+        try:
+            self._run_stages(bar)
+        except SimulationBlewUpError as exc:
+            exc.add_note(
+                f"{self.directory}: the outputs end at the last good state; the last checkpoint (step "
+                f"{self.checkpoint_step}) is good: mlcalc md --resume {self.directory} continues from it, or "
+                f"mlcalc md --restart {self.directory} --timestep-fs ... runs it again with a shorter time step"
+            )
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        state = simulation.context.getState(getPositions=True, enforcePeriodicBox=True)
+        _write_pdb(self.directory / FINAL, self.topology, state.getPositions(), state.getPeriodicBoxVectors())
+
+    def _run_stages(self, bar) -> None:
+        simulation = self.simulation
         for stage in self.stages:
             if simulation.currentStep >= stage.last:
                 continue
             self._enter(stage)
             while simulation.currentStep < stage.last:
                 next_checkpoint = (simulation.currentStep // self.checkpoint_steps + 1) * self.checkpoint_steps
-                steps = min(next_checkpoint, stage.last) - simulation.currentStep
+                next_report = (simulation.currentStep // self.guard_steps + 1) * self.guard_steps
+                steps = min(next_report, next_checkpoint, stage.last) - simulation.currentStep
                 simulation.step(steps)
-                self.checkpoint()
+                if simulation.currentStep in (next_checkpoint, stage.last):
+                    self.checkpoint()
                 if bar is not None:
-                    bar.update(steps)
+                    _advance(bar, steps, self.config.timestep_fs)
             simulation.reporters.clear()
-        if bar is not None:
-            bar.close()
-        state = simulation.context.getState(getPositions=True, enforcePeriodicBox=True)
-        _write_pdb(self.directory / FINAL, self.topology, state.getPositions(), state.getPeriodicBoxVectors())
 
     def _enter(self, stage: Stage) -> None:
         """Barostat on or off, and the reporters of ``stage`` (appending to existing files)."""
@@ -192,6 +277,8 @@ class Run:
                 self.barostat.setFrequency(frequency)
                 simulation.context.reinitialize(preserveState=True)
         simulation.reporters.clear()
+        # First, so that it checks a step before any other reporter writes it.
+        simulation.reporters.append(StateGuard(self.guard_steps, self.dof, self.config.temperature_limit))
         state = self.directory / STATE
         simulation.reporters.append(
             app.StateDataReporter(
@@ -221,6 +308,14 @@ def _progress_bar(total: int, done: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, unit="step", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+def _advance(bar, steps: int, timestep_fs: float) -> None:
+    """Move the bar by ``steps`` and show the speed in ns/day (after each report interval: live progress)."""
+    bar.update(steps)
+    rate = bar.format_dict.get("rate")  # steps/s, smoothed
+    if rate:
+        bar.set_postfix_str(f"{rate * timestep_fs * 1e-6 * 86400:.3g} ns/day", refresh=False)
 
 
 def _write_pdb(path: Path, topology: app.Topology, positions, box=None) -> None:

@@ -60,10 +60,11 @@ def truncate_trajectory(path: Path, frames: int) -> None:
     (truncate_xtc if path.suffix == ".xtc" else truncate_dcd)(path, frames)
 
 
-def truncate_state_data(path: Path, last_step: int) -> None:
-    """Drop the rows of a ``StateDataReporter`` CSV (``step=True``) written after ``last_step``."""
+def truncate_state_data(path: Path, last_step: int) -> int:
+    """Drop the rows of a ``StateDataReporter`` CSV (``step=True``) written after ``last_step``; returns
+    how many rows remain."""
     if not path.exists():
-        return
+        return 0
     with open(path, newline="") as stream:
         rows = list(csv.reader(stream))
     header = rows[:1]
@@ -75,6 +76,7 @@ def truncate_state_data(path: Path, last_step: int) -> None:
             csv.writer(stream).writerows(header + body)
 
     write_atomic(path, write)
+    return len(body)
 
 
 def _step(row: list[str]) -> float:

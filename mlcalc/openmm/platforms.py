@@ -6,6 +6,7 @@ from typing import Optional
 
 import openmm
 
+from mlcalc.errors import DeviceError
 from mlcalc.threads import openmm_platform_properties
 
 
@@ -22,13 +23,13 @@ def choose_platform(name: Optional[str] = None, threads: Optional[int] = None) -
     OpenMM's default (every core), which fights torch's threads for the same cores.
 
     Raises:
-        ValueError: no platform of that name here (a CUDA platform without a GPU or driver, say).
+        DeviceError: no platform of that name here (a CUDA platform without a GPU or driver, say).
     """
     available = platform_names()
     if name is None:
         name = available[0]
     if name not in available:
-        raise ValueError(
+        raise DeviceError(
             f"OpenMM has no {name} platform here (available: {', '.join(available)}); "
             "CUDA and OpenCL need a GPU with its driver and OpenMM's plugin for it: choose one of the available ones"
         )

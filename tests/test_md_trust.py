@@ -1,0 +1,253 @@
+"""mlcalc md refuses to lose or fake data: blown-up runs stop before writing bad states, checkpoints are verified
+on resume, a changed potential or lost rows are refused, and impossible settings are refused up front."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import MDAnalysis
+import numpy as np
+import openmm
+import pytest
+from openmm import unit
+from test_md_pipeline import KILLER, argon_config
+
+import mlcalc
+from mlcalc.cli import main
+from mlcalc.errors import InvalidStructureError
+from mlcalc.md.checkpoints import MANIFEST, CheckpointError
+from mlcalc.md.config import MDConfig
+from mlcalc.md.guard import SimulationBlewUpError
+from mlcalc.md.pipeline import STATE, Run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def argon(tmp_path_factory):
+    from test_md_pipeline import write_argon
+
+    directory = tmp_path_factory.mktemp("argon")
+    potential = directory / "argon.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=3.405, epsilon=0.0103, cutoff=7.0, shift=False), potential)
+    return write_argon(directory / "argon.pdb"), potential
+
+
+def exploding_config(argon, output) -> MDConfig:
+    """80 fs steps: liquid argon at 90 K explodes within 100 steps (measured: step 75 through the PythonForce,
+    step 25 through the TorchForce; chaotic, so the tests read the step from the message)."""
+    config = argon_config(argon, output)
+    config.timestep_fs = 80.0
+    config.nvt, config.npt, config.production = 1.6, 1.6, 4.8  # steps 0-20, 20-40, 40-100
+    config.trajectory_interval = config.state_interval = 0.4  # every 5 steps
+    config.checkpoint_interval = 1.2  # every 15 steps, and at the end of each stage
+    return config
+
+
+def state_rows(directory) -> np.ndarray:
+    return np.loadtxt(directory / STATE, delimiter=",", skiprows=1, ndmin=2)
+
+
+def test_a_run_that_blows_up_stops_before_writing_the_bad_state(argon, tmp_path):
+    config = exploding_config(argon, tmp_path / "run")
+    run = Run.start(config)
+    with pytest.raises(SimulationBlewUpError, match=r"blew up at step \d+ .* above max_temperature = 450 K") as error:
+        run.run(progress=False)
+    bad = int(re.search(r"blew up at step (\d+)", str(error.value)).group(1))
+    good = bad - 5  # the guard checks every report step (every 5): the one before was good
+    checkpoint = max(step for step in (15, 20, 30, 40, 45, 60, 75, 90) if step < bad)
+    assert any(f"(step {checkpoint}) is good" in note and "--resume" in note for note in error.value.__notes__)
+    rows = state_rows(tmp_path / "run")
+    assert list(rows[:, 0]) == list(range(5, good + 1, 5))  # every report up to the last good one, none after
+    assert np.isfinite(rows).all() and rows[:, 5].max() < 450.0  # temperature column
+    frames = len(range(45, good + 1, 5))  # production from step 40, a frame every 5 steps
+    if frames:
+        universe = MDAnalysis.Universe(str(tmp_path / "run" / "start.pdb"), str(tmp_path / "run" / "trajectory.dcd"))
+        assert len(universe.trajectory) == frames
+        assert all(np.isfinite(ts.positions).all() for ts in universe.trajectory)
+    else:
+        assert not (tmp_path / "run" / "trajectory.dcd").exists()
+    assert json.loads((tmp_path / "run" / MANIFEST).read_text())["step"] == checkpoint
+    # The checkpoint kept is the good one: it resumes with a finite, plausible state.
+    resumed = Run.resume(tmp_path / "run")
+    state = resumed.simulation.context.getState(getEnergy=True)
+    assert resumed.simulation.currentStep == checkpoint and math.isfinite(state.getPotentialEnergy()._value)
+    assert len(state_rows(tmp_path / "run")) == checkpoint // 5
+    # Run again with a sound time step: it completes.
+    sound = dict(timestep_fs=10.0, nvt=0.2, npt=0.2, production=0.6, checkpoint_interval=0.15)
+    Run.restart(tmp_path / "run", trajectory_interval=0.05, state_interval=0.05, **sound).run(progress=False)
+    assert len(state_rows(tmp_path / "run")) == 20
+
+
+def test_command_line_reports_a_blow_up_in_one_message(argon, tmp_path, capsys):
+    exploding_config(argon, tmp_path / "cli").save(tmp_path / "md.json")
+    assert main(["md", "--config", str(tmp_path / "md.json"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"error: the simulation blew up at step \d+", err) and "Traceback" not in err
+    assert f"mlcalc md --resume {tmp_path / 'cli'}" in err
+
+
+@pytest.fixture
+def finished(argon, tmp_path):
+    """A short run, complete: its directory."""
+    config = argon_config(argon, tmp_path / "done")
+    config.nvt = config.npt = 0.1
+    config.production = 0.3
+    Run.start(config).run(progress=False)
+    return tmp_path / "done"
+
+
+def checkpoint_file(directory):
+    return directory / json.loads((directory / MANIFEST).read_text())["file"]
+
+
+@pytest.mark.parametrize("keep", [0, 100, 4000])
+def test_a_truncated_checkpoint_is_refused(finished, keep):
+    path = checkpoint_file(finished)
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(CheckpointError, match=rf"{path.name} is damaged \({keep} bytes.*--restart"):
+        Run.resume(finished)
+
+
+def test_a_missing_checkpoint_or_manifest_beside_outputs_is_refused(finished):
+    checkpoint_file(finished).unlink()
+    with pytest.raises(CheckpointError, match=r"named in checkpoint.json is missing.*--restart"):
+        Run.resume(finished)
+    (finished / MANIFEST).unlink()
+    with pytest.raises(CheckpointError, match=r"has no checkpoint.json: the run cannot be resumed safely"):
+        Run.resume(finished)
+    restarted = Run.restart(finished)  # the way out the message names
+    assert restarted.simulation.currentStep == 0 and not (finished / STATE).exists()
+
+
+def test_lost_state_rows_are_refused(finished):
+    lines = (finished / STATE).read_text().splitlines(keepends=True)
+    (finished / STATE).write_text("".join(lines[:3] + lines[5:]))  # two rows lost in the middle
+    with pytest.raises(CheckpointError, match=r"rows were lost"):
+        Run.resume(finished)
+
+
+def test_a_changed_potential_is_refused(finished, tmp_path):
+    config = json.loads((finished / "config.json").read_text())
+    mlcalc.export(mlcalc.models.LennardJones(sigma=3.5, epsilon=0.0103, cutoff=7.0, shift=False), config["potential"])
+    with pytest.raises(CheckpointError, match=r"made with a potential file of SHA-256 .* resuming would mix"):
+        Run.resume(finished)
+
+
+def test_resume_refuses_new_settings(finished, capsys):
+    assert main(["md", "--resume", str(finished), "--timestep-fs", "5", "--quiet"]) == 1
+    assert "--resume continues a run with its own settings, but ['timestep_fs']" in capsys.readouterr().err
+
+
+def test_settings_that_cannot_be_honoured_are_refused(argon, tmp_path):
+    with pytest.raises(ValueError, match=r"state_interval = 0.0075 ps is 1.5 time steps of 5 fs"):
+        MDConfig(structure="x.pdb", potential="p.pt", timestep_fs=5.0, state_interval=0.0075)
+    with pytest.raises(ValueError, match=r"max_temperature \(200 K\) must exceed temperature \(300 K\)"):
+        MDConfig(structure="x.pdb", potential="p.pt", max_temperature=200.0)
+    structure, potential = argon
+    cluster = tmp_path / "cluster.pdb"
+    cluster.write_text("\n".join(line for line in structure.read_text().splitlines() if not line.startswith("CRYST1")))
+    config = argon_config((cluster, potential), tmp_path / "npt")
+    with pytest.raises(InvalidStructureError, match=r"no periodic box, so the NPT stage \(npt = 0.2 ps\)"):
+        Run.start(config)
+
+
+KILL_DURING_CHECKPOINT = """
+import os, signal
+import mlcalc.md.checkpoints as checkpoints
+write = checkpoints.write_text_atomic
+def write_then_die(path, text):
+    '''SIGKILL when the manifest of step {step} is about to be written: its checkpoint file is on disk.'''
+    if '"step": {step},' in text:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return write(path, text)
+checkpoints.write_text_atomic = write_then_die
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["after step 77", "in the checkpoint write at step 90"])
+def test_sigkill_leaves_a_run_that_resumes_to_the_uninterrupted_frames(argon, tmp_path, where):
+    """Killed mid-production or between a checkpoint's file and its manifest: the resumed run has the frames,
+    times and rows of an uninterrupted one, none repeated or lost."""
+    whole = Run.start(argon_config(argon, tmp_path / "whole"))
+    whole.run(progress=False)
+    config = argon_config(argon, tmp_path / "killed")
+    config.save(tmp_path / "killed.json")
+    script = textwrap.dedent(KILLER.format(step=77 if where.startswith("after") else 10**6))
+    if where.startswith("in the checkpoint"):
+        script = textwrap.dedent(KILL_DURING_CHECKPOINT.format(step=90)) + script
+    process = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed.json")], capture_output=True)
+    assert process.returncode == -9, process.stderr.decode()[-2000:]
+    resumed = Run.resume(tmp_path / "killed")
+    assert resumed.simulation.currentStep == 75  # the last checkpoint whose manifest was written
+    resumed.run(progress=False)
+    frames = []
+    for run in ("whole", "killed"):
+        universe = MDAnalysis.Universe(str(tmp_path / run / "start.pdb"), str(tmp_path / run / "trajectory.dcd"))
+        frames.append(np.array([ts.time for ts in universe.trajectory]))
+    np.testing.assert_allclose(frames[1], frames[0], rtol=1e-6)
+    assert len(frames[1]) == 20
+    rows = [state_rows(tmp_path / run) for run in ("whole", "killed")]
+    np.testing.assert_array_equal(rows[1][:, 0], rows[0][:, 0])
+    np.testing.assert_array_equal(rows[1][:15, :8], rows[0][:15, :8])  # bit for bit up to step 75
+    assert len(list((tmp_path / "killed").glob("checkpoint-*.chk"))) == 1
+
+
+def test_temperature_of_the_guard_matches_openmm(argon, tmp_path):
+    """The guard's temperature uses OpenMM's degrees of freedom (its StateDataReporter's number)."""
+    from mlcalc.md.guard import BOLTZMANN_KJ_PER_MOL_K, degrees_of_freedom
+
+    run = Run.start(argon_config(argon, tmp_path / "t"))
+    run.simulation.context.setVelocitiesToTemperature(90 * unit.kelvin, 3)
+    state = run.simulation.context.getState(getEnergy=True)
+    reporter = openmm.app.StateDataReporter(sys.stdout, 1, temperature=True)
+    reporter._initializeConstants(run.simulation)
+    expected = (2 * state.getKineticEnergy() / (reporter._dof * unit.MOLAR_GAS_CONSTANT_R)).value_in_unit(unit.kelvin)
+    found = 2 * state.getKineticEnergy()._value / (degrees_of_freedom(run.system) * BOLTZMANN_KJ_PER_MOL_K)
+    assert found == pytest.approx(expected, rel=1e-12)
+
+
+def test_no_hydrogens_on_a_structure_without_them_warns(tmp_path):
+    from pathlib import Path
+
+    from mlcalc.md.pipeline import prepare
+
+    trialanine = Path(__file__).parents[1] / "examples" / "trialanine.pdb"
+    heavy = tmp_path / "heavy.pdb"
+    heavy.write_text("\n".join(line for line in trialanine.read_text().splitlines() if line[76:78].strip() != "H"))
+    config = MDConfig(structure=str(heavy), potential="p.pt", mode="ml", solvate=False, add_hydrogens=False, npt=0)
+    with pytest.warns(UserWarning, match=r"has carbon but no hydrogen atoms, and hydrogens are not added"):
+        prepare(config)
+    config = MDConfig(structure=str(trialanine), potential="p.pt", mode="ml", solvate=False, add_hydrogens=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare(config)  # the hydrogens are there: no warning
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_missing_gpu_is_one_line(argon, tmp_path, capsys):
+    """--platform CUDA and --device cuda without a GPU: one error line each, no traceback."""
+    argon_config(argon, tmp_path / "gpu").save(tmp_path / "md.json")
+    assert main(["md", "--config", str(tmp_path / "md.json"), "--platform", "CUDA", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "error: OpenMM has no CUDA platform here (available: " in err and "Traceback" not in err
+    structure, potential = argon
+    assert main(["opt", str(structure), "--model", str(potential), "--device", "cuda", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "error: device cuda was asked for but torch sees no CUDA GPU; use device='cpu'" in err
+
+
+def test_analyze_before_production_says_why_there_is_no_trajectory(argon, tmp_path, capsys):
+    config = argon_config(argon, tmp_path / "early")
+    config.production = 0.0
+    Run.start(config).run(progress=False)
+    early = tmp_path / "early"
+    assert main(["analyze", str(early / "start.pdb"), str(early / "trajectory.dcd"), "--output", str(tmp_path)]) == 1
+    assert "production stage has not written a frame yet" in capsys.readouterr().err
