@@ -136,7 +136,20 @@ def test_lost_state_rows_are_refused(finished):
 def test_a_changed_potential_is_refused(finished, tmp_path):
     config = json.loads((finished / "config.json").read_text())
     mlcalc.export(mlcalc.models.LennardJones(sigma=3.5, epsilon=0.0103, cutoff=7.0, shift=False), config["potential"])
-    with pytest.raises(CheckpointError, match=r"made with a potential file of SHA-256 .* resuming would mix"):
+    with pytest.raises(CheckpointError, match=rf"made with {config['potential']} of SHA-256 .* two potential versions"):
+        Run.resume(finished)
+
+
+def test_a_changed_config_or_start_structure_is_refused(finished):
+    config = json.loads((finished / "config.json").read_text())
+    (finished / "config.json").write_text(json.dumps({**config, "temperature": 120.0}))
+    with pytest.raises(CheckpointError, match=r"config.json of SHA-256 .* two config.json versions"):
+        Run.resume(finished)
+    (finished / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")  # as written
+    Run.resume(finished)  # the original bytes: accepted
+    start = finished / "start.pdb"
+    start.write_text(start.read_text().replace("AR", "Ar", 1))
+    with pytest.raises(CheckpointError, match=r"start.pdb of SHA-256"):
         Run.resume(finished)
 
 

@@ -2,10 +2,10 @@
 
 Each checkpoint is written as a new file ``checkpoint-<step>.chk`` (atomically), read back and checked,
 and only then named in ``checkpoint.json`` (the manifest: file, step, size, SHA-256, and the SHA-256 of
-the potential file the run uses), itself replaced atomically; the previous checkpoint is deleted last.
-A run killed at any moment therefore leaves a manifest naming an intact checkpoint. On resume the
-manifest and the file must agree (size and checksum) and the potential must be the one the run
-started with; anything else is refused with what is wrong and what to do.
+the run's inputs: the potential file, ``config.json`` and ``start.pdb``), itself replaced atomically;
+the previous checkpoint is deleted last. A run killed at any moment therefore leaves a manifest naming
+an intact checkpoint. On resume the manifest and the file must agree (size and checksum) and the inputs
+must be the ones the run started with; anything else is refused with what is wrong and what to do.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ class CheckpointRecord:
     step: int
     size: int
     sha256: str
-    potential_sha256: str
+    inputs: dict  # what the run computes from -> its SHA-256: "potential" (the file's bytes), "config.json", ...
 
 
-def write_checkpoint(directory: Path, data: bytes, step: int, potential_sha256: str) -> CheckpointRecord:
-    """Write ``data`` (``Context.createCheckpoint()``) as the run's checkpoint at ``step``; see the module doc."""
+def write_checkpoint(directory: Path, data: bytes, step: int, inputs: dict) -> CheckpointRecord:
+    """Write ``data`` (``Context.createCheckpoint()``) as the run's checkpoint at ``step``, recording the
+    SHA-256 of its ``inputs``; see the module doc."""
     directory = Path(directory)
     previous = {path.name for path in directory.glob("checkpoint-*.chk")}
     record = CheckpointRecord(
-        f"checkpoint-{step:012d}.chk", step, len(data), hashlib.sha256(data).hexdigest(), potential_sha256
+        f"checkpoint-{step:012d}.chk", step, len(data), hashlib.sha256(data).hexdigest(), dict(inputs)
     )
     path = write_atomic(directory / record.file, lambda tmp: tmp.write_bytes(data))
     if hashlib.sha256(path.read_bytes()).hexdigest() != record.sha256:
@@ -52,12 +53,16 @@ def write_checkpoint(directory: Path, data: bytes, step: int, potential_sha256: 
     return record
 
 
-def read_checkpoint(directory: Path, potential_sha256: str, potential: str) -> tuple[CheckpointRecord, bytes]:
+def read_checkpoint(directory: Path, inputs: dict, names: dict) -> tuple[CheckpointRecord, bytes]:
     """The checkpoint that ``checkpoint.json`` names, verified, and its bytes.
 
+    Args:
+        inputs: the SHA-256 of each input now, as given to :func:`write_checkpoint`.
+        names: the file behind each input, for the messages.
+
     Raises:
-        CheckpointError: no or unreadable manifest, a missing, truncated or altered checkpoint, or a
-            potential file other than the run's (``potential`` names the file now configured).
+        CheckpointError: no or unreadable manifest, a missing, truncated or altered checkpoint, or an
+            input that changed since the checkpoint was written.
     """
     directory = Path(directory)
     manifest = directory / MANIFEST
@@ -68,12 +73,14 @@ def read_checkpoint(directory: Path, potential_sha256: str, potential: str) -> t
         record = CheckpointRecord(**json.loads(manifest.read_text()))
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{manifest} is damaged ({exc}); {restart}") from exc
-    if record.potential_sha256 != potential_sha256:
-        raise CheckpointError(
-            f"the run in {directory} was made with a potential file of SHA-256 {record.potential_sha256[:16]}..., "
-            f"but {potential} now has {potential_sha256[:16]}...: resuming would mix two potentials. Put the "
-            f"original file back, or {restart} (or start a new run in another directory)"
-        )
+    for key, now in inputs.items():
+        then = record.inputs.get(key)
+        if then != now:
+            raise CheckpointError(
+                f"the run in {directory} was made with {names[key]} of SHA-256 {str(then)[:16]}..., but it now has "
+                f"{now[:16]}...: resuming would mix two {key} versions in one run. Put the original back, or "
+                f"{restart} (or start a new run in another directory)"
+            )
     path = directory / record.file
     if not path.exists():
         raise CheckpointError(f"the checkpoint {path} named in {MANIFEST} is missing; {restart}")

@@ -5,7 +5,7 @@ Files in the output directory:
 - ``config.json``: the run's :class:`MDConfig`; ``start.pdb``: the prepared, solvated structure
   (the topology for MDAnalysis); both written once, atomically.
 - ``checkpoint-<step>.chk`` (OpenMM checkpoint: positions, velocities, box, step, time, random state)
-  and ``checkpoint.json``, its manifest (size, SHA-256, step, the potential file's SHA-256): a new
+  and ``checkpoint.json``, its manifest (size, SHA-256, step, the SHA-256 of the run's inputs): a new
   checkpoint every ``checkpoint_interval`` and at the end of each stage, verified before the manifest
   names it and the old one goes (:mod:`mlcalc.md.checkpoints`).
 - ``state.csv`` (every MD stage) and ``trajectory.dcd``/``.xtc`` (production): appended by
@@ -116,7 +116,7 @@ class Run:
                 "npt to 0 (the run is then NVT throughout)"
             )
         self.stages = stages(config, periodic)
-        self.potential_sha256 = file_sha256(resolve_potential_path(config.potential))
+        self.potential_path = resolve_potential_path(config.potential)
         self.system = build_system(config, topology, positions)
         self.dof = degrees_of_freedom(self.system)
         self.barostat = barostat(self.system)
@@ -136,6 +136,7 @@ class Run:
         self.simulation = app.Simulation(topology, self.system, integrator, platform, properties)
         self.minimized = False
         self.checkpoint_step: Optional[int] = None  # of the last checkpoint written or loaded
+        self._inputs: Optional[dict[str, str]] = None
 
     @classmethod
     def start(cls, config: MDConfig, directory: Optional[Path] = None) -> "Run":
@@ -161,7 +162,7 @@ class Run:
         run, start = cls._reopen(directory)
         directory = run.directory
         if (directory / MANIFEST).exists() or run._outputs():
-            record, data = read_checkpoint(directory, run.potential_sha256, run.config.potential)
+            record, data = read_checkpoint(directory, run.inputs(), run.input_files())
             run.simulation.context.loadCheckpoint(data)
             if run.simulation.currentStep != record.step:
                 raise CheckpointError(
@@ -204,6 +205,17 @@ class Run:
         start = app.PDBFile(str(directory / START))
         return cls(config, directory, start.topology, start.positions), start
 
+    def input_files(self) -> dict[str, Path]:
+        """What the run computes from: the potential file, its config and its start structure."""
+        return {"potential": self.potential_path, CONFIG: self.directory / CONFIG, START: self.directory / START}
+
+    def inputs(self) -> dict[str, str]:
+        """SHA-256 of each of :meth:`input_files`, read once per process (at the first checkpoint of a new run,
+        on resume), so that every checkpoint records the inputs the run really started from."""
+        if self._inputs is None:
+            self._inputs = {key: file_sha256(path) for key, path in self.input_files().items()}
+        return self._inputs
+
     def _outputs(self) -> list[Path]:
         """The files a run writes as it goes (not its config, start structure or manifest)."""
         found = [self.directory / STATE, self.trajectory_path, self.directory / FINAL]
@@ -223,7 +235,7 @@ class Run:
         context = self.simulation.context
         state = context.getState(getEnergy=True)
         check_state(state, self.dof, self.config.temperature_limit, "before writing a checkpoint")
-        write_checkpoint(self.directory, context.createCheckpoint(), self.simulation.currentStep, self.potential_sha256)
+        write_checkpoint(self.directory, context.createCheckpoint(), self.simulation.currentStep, self.inputs())
         self.checkpoint_step = self.simulation.currentStep
 
     def run(self, progress: bool = True) -> None:
