@@ -64,6 +64,12 @@ def export(
         "dtype": _dtype_name(dtype) if dtype is not None else None,
         "extra": dict(extra) if extra is not None else None,
     }
+    own_cutoff = declared.get("cutoff")
+    if cutoff is not None and own_cutoff is not None and cutoff < own_cutoff:
+        raise ContractError(
+            f"cutoff={cutoff:g} is below the {own_cutoff:g} the model declares (mlcalc_metadata): its graph would "
+            "drop pairs the model interacts with and change its energies. Omit cutoff= to use the model's own"
+        )
     fields = {**declared, **{k: v for k, v in given.items() if v is not None}}
     missing = [k for k in _REQUIRED if fields.get(k) is None]
     if missing:

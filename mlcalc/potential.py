@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import zipfile
@@ -18,6 +20,7 @@ from mlcalc import torchscript
 from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import ContractError, DeviceError, InvalidStructureError, UnsupportedElementError
+from mlcalc.files import file_sha256
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
 from mlcalc.units import angstrom_per, ev_per
@@ -72,7 +75,29 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
     except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
         raise ContractError(f"{path} could not be loaded by TorchScript: {exc}") from exc
     _check_interface(module, metadata, str(path))
-    return Potential(module, metadata, device=device, dtype=dtype)
+    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=file_sha256(path))
+
+
+def _explain_non_finite(numbers, positions, cell, pbc, batch) -> None:
+    """Raise for a non-finite result: name coincident atoms (the usual cause) or say the model failed."""
+    from ase.neighborlist import neighbor_list
+
+    for b in range(len(cell)):
+        atoms = np.arange(len(numbers)) if batch is None else np.flatnonzero(batch == b)
+        image = Atoms(numbers[atoms], positions=positions[atoms], cell=cell[b], pbc=pbc[b])
+        first, second, distance = neighbor_list("ijd", image, 1e-3)
+        pairs = [(atoms[i], atoms[j], d) for i, j, d in zip(first, second, distance) if i < j]
+        if pairs:
+            shown = ", ".join(f"{i} and {j} ({d:.1e} Å apart)" for i, j, d in pairs[:5])
+            where = "" if batch is None else f" in structure {b}"
+            raise InvalidStructureError(
+                f"atoms {shown}{where} are at the same position, and the potential gives a non-finite energy or "
+                "forces there: remove the duplicated atoms (a structure written twice, or a bad periodic image)"
+            )
+    raise InvalidStructureError(
+        "the potential gave a non-finite energy or forces for a structure with finite coordinates and no "
+        "coincident atoms: the model fails there (atoms far closer than in its training data?); check the structure"
+    )
 
 
 class Potential:
@@ -82,9 +107,15 @@ class Potential:
     """
 
     def __init__(
-        self, module: torch.jit.ScriptModule, metadata: Metadata, device: DeviceLike = None, dtype: DtypeLike = None
+        self,
+        module: torch.jit.ScriptModule,
+        metadata: Metadata,
+        device: DeviceLike = None,
+        dtype: DtypeLike = None,
+        source_sha256: Optional[str] = None,
     ):
         self.metadata = metadata
+        self.source_sha256 = source_sha256  # of the file it was loaded from
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, metadata.dtype)
         self.module = module.to(device=self.device, dtype=self.dtype)  # in place: the Potential owns it
@@ -114,7 +145,19 @@ class Potential:
             self.metadata,
             device=self.device if device is None else device,
             dtype=self.dtype if dtype is None else dtype,
+            source_sha256=self.source_sha256,
         )
+
+    def fingerprint(self) -> dict:
+        """What identifies the numbers this potential gives: its name, the SHA-256 of its file (of the
+        saved module where it was not loaded from a file) and its dtype. Checkpoints of workflows record
+        it, so that a resume with another potential is refused."""
+        sha256 = self.source_sha256
+        if sha256 is None:
+            buffer = io.BytesIO()
+            torchscript.save(self.module, buffer, {METADATA_FILE: self.metadata.to_json()})
+            sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
+        return {"potential": self.name, "sha256": sha256, "dtype": str(self.dtype).replace("torch.", "")}
 
     def __repr__(self) -> str:
         symbols = self.metadata.symbols
@@ -273,6 +316,8 @@ class Potential:
             with np.errstate(divide="ignore", invalid="ignore"):
                 stress_3x3 = -virial / np.where(volumes > 0, volumes, np.nan)[:, None, None]
             results["stress"] = full_3x3_to_voigt_6_stress(stress_3x3)  # batched: [B, 3, 3] -> [B, 6]
+        if not (np.isfinite(results["energy"]).all() and np.isfinite(results.get("forces", 0.0)).all()):
+            _explain_non_finite(numbers, positions, cell, pbc, batch)
         return results
 
     def _tensor(self, array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """mlcalc's TorchScript calls, without torch's deprecation notice at every one of them.
 
 PyTorch marks ``torch.jit.script``, ``save`` and ``load`` deprecated from 2.11 on ("Please switch to
-torch.export") and warns at every call. mlcalc uses TorchScript on purpose: a potential file is a
+torch.export") and warns at every call: a DeprecationWarning in 2.11-2.13, a FutureWarning (shown to
+every user by default) from 2.14. mlcalc uses TorchScript on purpose: a potential file is a
 TorchScript archive, the only format that openmm-torch's C++ ``TorchForce`` and LAMMPS-style hosts
 load without Python. So these wrappers ignore exactly that notice, for the duration of mlcalc's own
 call; a user's own ``torch.jit`` calls still warn, and every other warning passes through (torch's
@@ -19,7 +20,7 @@ from typing import IO, Any, Iterator, Optional, Union
 
 import torch
 
-#: The message torch >= 2.11 gives for torch.jit.script, .save, .load (and .trace, .interface).
+#: The message torch >= 2.11 gives for torch.jit.script, .save, .load (and .trace, .interface), whatever its category.
 DEPRECATION_MESSAGE = r"`torch\.jit\.\w+` is deprecated"
 
 
@@ -27,7 +28,7 @@ DEPRECATION_MESSAGE = r"`torch\.jit\.\w+` is deprecated"
 def quiet_deprecation() -> Iterator[None]:
     """Ignore torch's TorchScript deprecation notice inside the ``with`` block only."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=DEPRECATION_MESSAGE, category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=DEPRECATION_MESSAGE)
         yield
 
 

@@ -383,3 +383,15 @@ def test_read_only_and_strided_inputs_are_accepted(argon_only):
 def test_several_cells_need_a_batch_array(argon_only):
     with pytest.raises(ValueError, match="2 cells need the batch array"):
         argon_only.potential.evaluate_arrays([18, 18], np.zeros((2, 3)), np.zeros((2, 3, 3)), np.zeros((2, 3), bool))
+
+
+def test_coincident_atoms_are_named_instead_of_a_nan_energy():
+    """Two atoms at one position give NaN energy and forces in the model: an error names them."""
+    molecule = Atoms("H2O", positions=[[0, 0, 0], [0, 0.76, 0.59], [0, 0.76, 0.59]])
+    molecule.calc = mlcalc.MLCalculator("demo", device="cpu")
+    with pytest.raises(mlcalc.InvalidStructureError, match=r"atoms 1 and 2 \(0.0e\+00 Å apart\) are at the same"):
+        molecule.get_potential_energy()
+    fine = Atoms("H2O", positions=[[0, 0, 0], [0, 0.76, 0.59], [0, -0.76, 0.59]])
+    with pytest.raises(mlcalc.InvalidStructureError, match=r"atoms 4 and 5 .* in structure 1"):
+        molecule.calc.calculate_batch([fine, molecule])
+    assert np.isfinite(molecule.calc.calculate_batch([fine])[0]["energy"])

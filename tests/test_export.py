@@ -9,6 +9,7 @@ from typing import Dict
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.calculators.lj import LennardJones as AseLennardJones
 from ase.units import Bohr, Hartree
 from reference_parameters import CUTOFF, EPSILON, SIGMA
@@ -296,3 +297,15 @@ def test_bad_dtype_and_device(lj_path):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA GPU.*device='cpu'"):
             mlcalc.load(lj_path, device="cuda")
+
+
+def test_a_cutoff_below_the_models_own_is_refused(tmp_path):
+    """LJ declaring 3 Å exported with cutoff=2: a pair at 2.5 Å would silently drop out of the energy."""
+    model = mlcalc.models.LennardJones(sigma=2.0, epsilon=0.01, cutoff=3.0)
+    with pytest.raises(mlcalc.ContractError, match=r"cutoff=2 is below the 3 the model declares"):
+        mlcalc.export(model, tmp_path / "lj.pt", cutoff=2.0)
+    assert not (tmp_path / "lj.pt").exists()
+    mlcalc.export(model, tmp_path / "lj.pt")  # its own cutoff
+    pair = Atoms("Ar2", positions=[[0, 0, 0], [2.5, 0, 0]])
+    pair.calc = mlcalc.MLCalculator(tmp_path / "lj.pt")
+    assert pair.get_potential_energy() < 0

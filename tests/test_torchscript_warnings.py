@@ -45,5 +45,5 @@ def test_export_load_and_both_engines_are_quiet(tmp_path):
 @pytest.mark.skipif(not TORCH_WARNS, reason=f"torch {torch.__version__} does not deprecate TorchScript (2.11+ does)")
 def test_the_users_own_torchscript_calls_still_warn(lj_path):
     mlcalc.load(lj_path)  # mlcalc's quiet call leaves no filter behind
-    with pytest.warns(DeprecationWarning, match=DEPRECATION_MESSAGE):
+    with pytest.warns((DeprecationWarning, FutureWarning), match=DEPRECATION_MESSAGE):  # FutureWarning from 2.14
         torch.jit.script(torch.nn.Linear(2, 2))

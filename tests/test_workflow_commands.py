@@ -128,3 +128,21 @@ def test_unreadable_and_missing_files(tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
     assert main(["opt", str(tmp_path / "missing.xyz"), "--model", "demo", "-o", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--step", "0"], "--step must be a non-zero angle in degrees, got 0"),
+        (["--step", "nan"], "--step must be a non-zero angle in degrees, got nan"),
+        (["--step", "1e-9"], "makes a grid of 3.6e"),
+        (["--start", "0", "--stop", "90", "--step", "0.001"], "makes a grid of 9e"),
+        (["--start", "0"], "give both --start and --stop"),
+    ],
+)
+def test_impossible_scan_grids_are_refused(butane, tmp_path, capsys, options, message):
+    """--step 0 raised a bare ZeroDivisionError and --step 1e-9 built a billion-point grid (and hung)."""
+    args = ["scan", str(butane), "--model", "demo", "--dihedral", "0,1,2,3", *options, "-o", str(tmp_path)]
+    assert main(args) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint").exists()

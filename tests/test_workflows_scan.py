@@ -177,3 +177,23 @@ def test_two_dimensional_scan_holds_both_dihedrals(tmp_path):
     data = json.loads((tmp_path / "scan.json").read_text())
     assert data["coordinates"] == ["dihedral 0-1-2-3", "dihedral 5-0-1-2"]
     assert (tmp_path / "scan.png").stat().st_size > 0
+
+
+def test_a_scan_directory_refuses_another_potential_or_dtype(tmp_path):
+    """Two MLCalculators look alike by class: the checkpoint records the potential file's SHA-256 and dtype,
+    so a rerun in the same directory with another file or dtype is refused, naming both."""
+    import mlcalc
+
+    atoms = molecule("trans-butane")
+    options = dict(grid=[180.0, 170.0], fmax=0.05, output=tmp_path / "scan")
+    relaxed_scan(atoms, mlcalc.MLCalculator("demo", device="cpu"), CCCC, **options)
+    again = relaxed_scan(atoms, mlcalc.MLCalculator("demo", device="cpu"), CCCC, **options)  # same: resumes
+    assert len(again.points) == 2
+    lj = tmp_path / "lj.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=3.4, epsilon=0.01, cutoff=6.0), lj)
+    demo_sha = mlcalc.load("demo").fingerprint()["sha256"]
+    lj_sha = mlcalc.load(lj).fingerprint()["sha256"]
+    with pytest.raises(CheckpointError, match=rf"calculator: .*{demo_sha[:20]}.* in the checkpoint, .*{lj_sha[:20]}"):
+        relaxed_scan(atoms, mlcalc.MLCalculator(lj, device="cpu"), CCCC, **options)
+    with pytest.raises(CheckpointError, match=r'"dtype": "float64".* in the checkpoint, .*"dtype": "float32".* now'):
+        relaxed_scan(atoms, mlcalc.MLCalculator("demo", device="cpu", dtype="float32"), CCCC, **options)

@@ -58,18 +58,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+#: The most points a scan grid may have (a 0.1° grid over a full turn).
+MAX_GRID_POINTS = 3601
+
+
 def grid(current: float, start: Optional[float], stop: Optional[float], step: float) -> Optional[list[float]]:
     """The grid ``start, start+step, ..., stop`` (degrees); without ``start`` and ``stop`` the full circle
-    by ``step`` from the grid point nearest ``current`` (``None``: the library's default, 10°)."""
-    if start is None and stop is None:
+    by ``step`` from the grid point nearest ``current`` (``None``: the library's default, 10°). Refuses a zero or
+    non-finite step and grids of more than :data:`MAX_GRID_POINTS` points."""
+    if not np.isfinite(step) or step == 0:
+        raise ValueError(f"--step must be a non-zero angle in degrees, got {step:g}")
+    if (start is None) != (stop is None):
+        raise ValueError("give both --start and --stop, or neither")
+    span = 360.0 if start is None or stop is None else abs(stop - start)
+    if span / abs(step) + 1 > MAX_GRID_POINTS:
+        raise ValueError(
+            f"--step {step:g}° makes a grid of {span / abs(step) + 1:.3g} points (more than {MAX_GRID_POINTS}), each "
+            "a constrained optimisation: use a step of at least a fraction of a degree (e.g. --step 1)"
+        )
+    if start is None or stop is None:
         if step == 10.0:
             return None
         full = np.arange(0.0, 360.0 - 1e-9, abs(step))
         first = int(np.argmin(np.abs((full - current + 180.0) % 360.0 - 180.0)))
         return [float(v) for v in np.roll(full, -first)]
-    if start is None or stop is None:
-        raise ValueError("give both --start and --stop, or neither")
-    if step == 0 or (stop - start) * step < 0:
+    if (stop - start) * step < 0:
         raise ValueError(f"--step {step} does not lead from --start {start} to --stop {stop}")
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
     return [float(start + n * step) for n in range(count)]

@@ -66,7 +66,7 @@ def run_demo(output: Path, options: DemoOptions = DemoOptions()) -> Path:
     seconds["water_npt"] = time.perf_counter() - began
     half = water.second_half
     print(
-        f"[3/3] OpenMM NPT MD of {water.n_waters} waters (whole system on the demo potential as an "
+        f"[3/3] OpenMM NPT MD of {water.n_waters} waters (whole system on the demo potential as a "
         f"{water.openmm_force}, {water.platform} platform), "
         f"{water.times_ps[-1]:g} ps at 300 K, 1 bar ({seconds['water_npt']:.0f} s): second half mean density "
         f"{water.densities[half].mean():.3f} g/cm³, mean T {water.temperatures[half].mean():.0f} K\n"

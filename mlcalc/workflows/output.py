@@ -75,6 +75,20 @@ def structure_fingerprint(atoms: Atoms) -> str:
     return digest.hexdigest()
 
 
+def calculator_fingerprint(calc: Any) -> dict:
+    """What computes a run's energies: for an mlcalc calculator its potential's
+    :meth:`~mlcalc.Potential.fingerprint` (file SHA-256 and dtype), for other ASE calculators their class
+    and ``todict()`` parameters. Two runs with different fingerprints must not share a checkpoint."""
+    from mlcalc.potential import Potential
+
+    potential = getattr(calc, "potential", None)
+    kind = f"{type(calc).__module__}.{type(calc).__qualname__}"
+    if isinstance(potential, Potential):
+        return {"class": kind, **potential.fingerprint()}
+    todict = getattr(calc, "todict", None)
+    return {"class": kind, "parameters": json.loads(json.dumps(todict() if todict else {}, default=repr))}
+
+
 class Checkpoint:
     """A run's checkpoint: a directory with ``parameters.json`` and one ``step-NNNNN.json`` per completed
     step, each written atomically (so saving a step costs the same at step 10 and at step 10,000).
@@ -109,9 +123,12 @@ class Checkpoint:
         old = data.get("parameters", {})
         differing = sorted(k for k in set(old) | set(self.parameters) if old.get(k) != self.parameters.get(k))
         if differing:
+            shown = "; ".join(
+                f"{k}: {_brief(old.get(k))} in the checkpoint, {_brief(self.parameters.get(k))} now" for k in differing
+            )
             raise CheckpointError(
-                f"{self.directory} is the checkpoint of a different run (it differs in: {', '.join(differing)}); "
-                "choose another output directory, delete the checkpoint, or run without resuming"
+                f"{self.directory} is the checkpoint of a different run ({shown}); choose another output "
+                "directory, delete the checkpoint, or run without resuming"
             )
         while (path := self._step_path(len(self.steps))).exists():
             self.steps.append(json.loads(path.read_text(encoding="utf-8")))
@@ -124,6 +141,11 @@ class Checkpoint:
         step = json.loads(json.dumps(step, default=_json_default))
         write_json_atomic(self._step_path(len(self.steps)), step, indent=None)
         self.steps.append(step)
+
+
+def _brief(value: Any, limit: int = 240) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def optional_path(directory: Optional[PathLike], name: str) -> Optional[Path]:

@@ -30,6 +30,7 @@ from mlcalc.workflows.internal import Dihedral, InternalCoordinate, check_coordi
 from mlcalc.workflows.output import (
     Checkpoint,
     PathLike,
+    calculator_fingerprint,
     structure_fingerprint,
     write_csv_atomic,
     write_images_atomic,
@@ -345,7 +346,7 @@ def parameters_record(
     return {
         "workflow": workflow,
         "structure": structure_fingerprint(atoms),
-        "calculator": type(calc).__name__,
+        "calculator": calculator_fingerprint(calc),
         "coordinates": [repr(c) for c in coordinates],
         "fixed": [repr(c) for c in fixed],
         "steps": [[{str(k): v for k, v in s.targets.items()}, s.start, s.tag] for s in plan],
