@@ -264,3 +264,25 @@ def test_analyze_before_production_says_why_there_is_no_trajectory(argon, tmp_pa
     early = tmp_path / "early"
     assert main(["analyze", str(early / "start.pdb"), str(early / "trajectory.dcd"), "--output", str(tmp_path)]) == 1
     assert "production stage has not written a frame yet" in capsys.readouterr().err
+
+
+def test_ctrl_c_prints_the_resume_command_and_the_run_resumes(argon, tmp_path):
+    import signal
+    import time
+
+    config = argon_config(argon, tmp_path / "int")
+    config.production = 20.0  # long enough to be interrupted
+    config.save(tmp_path / "md.json")
+    code = f"import sys; from mlcalc.cli import main; sys.exit(main(['md', '--config', {str(tmp_path / 'md.json')!r}]))"
+    process = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "int" / STATE
+    deadline = time.monotonic() + 120
+    while not (state.exists() and state.read_text().count("\n") > 30) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err[-2000:]
+    assert "mlcalc md: interrupted at step" in err and f"mlcalc md --resume {tmp_path / 'int'}" in err
+    assert "Traceback" not in err
+    resumed = Run.resume(tmp_path / "int")  # the files are consistent: it resumes from the last checkpoint
+    assert resumed.simulation.currentStep == resumed.checkpoint_step > 0
