@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -79,10 +80,30 @@ def test_a_run_that_blows_up_stops_before_writing_the_bad_state(argon, tmp_path)
     state = resumed.simulation.context.getState(getEnergy=True)
     assert resumed.simulation.currentStep == checkpoint and math.isfinite(state.getPotentialEnergy()._value)
     assert len(state_rows(tmp_path / "run")) == checkpoint // 5
-    # Run again with a sound time step: it completes.
-    sound = dict(timestep_fs=10.0, nvt=0.2, npt=0.2, production=0.6, checkpoint_interval=0.15)
-    Run.restart(tmp_path / "run", trajectory_interval=0.05, state_interval=0.05, **sound).run(progress=False)
-    assert len(state_rows(tmp_path / "run")) == 20
+    # Continue from the good checkpoint with an eighth of the time step: the run completes, its time
+    # continuous across the change (steps are counted in 10 fs from there).
+    resumed = Run.resume(tmp_path / "run", timestep_fs=10.0)
+    assert resumed.simulation.currentStep == checkpoint * 8 and resumed.config.timestep_fs == 10.0
+    resumed.run(progress=False)
+    rows = state_rows(tmp_path / "run")
+    np.testing.assert_allclose(rows[:, 1], 0.4 * np.arange(1, 21), rtol=1e-9)  # time, ps: every 0.4 ps to 8 ps
+    assert np.isfinite(rows).all() and rows[:, 5].max() < 450.0
+    universe = MDAnalysis.Universe(str(tmp_path / "run" / "start.pdb"), str(tmp_path / "run" / "trajectory.dcd"))
+    times = np.array([ts.time for ts in universe.trajectory])
+    np.testing.assert_allclose(times, times[0] + 0.4 * np.arange(12), rtol=1e-5)  # 4.8 ps of production
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["timestep_fs"] == 10.0
+
+
+def test_resume_shortens_the_time_step_only_by_whole_divisions(argon, tmp_path):
+    config = argon_config(argon, tmp_path / "run")
+    config.nvt, config.npt, config.production = 0.2, 0.0, 0.0
+    Run.start(config).run(progress=False)  # 10 fs, ends at step 20 (0.2 ps)
+    with pytest.raises(ValueError, match=r"can shorten the time step \(10 fs now\) but not lengthen it"):
+        Run.resume(tmp_path / "run", timestep_fs=20.0)
+    with pytest.raises(ValueError, match=r"not a whole number of 3 fs steps"):
+        Run.resume(tmp_path / "run", timestep_fs=3.0)
+    with pytest.raises(ValueError, match=r"_interval = 0.05 ps is 12.5 time steps of 4 fs"):
+        Run.resume(tmp_path / "run", timestep_fs=4.0)
 
 
 def test_command_line_reports_a_blow_up_in_one_message(argon, tmp_path, capsys):
@@ -154,8 +175,8 @@ def test_a_changed_config_or_start_structure_is_refused(finished):
 
 
 def test_resume_refuses_new_settings(finished, capsys):
-    assert main(["md", "--resume", str(finished), "--timestep-fs", "5", "--quiet"]) == 1
-    assert "--resume continues a run with its own settings, but ['timestep_fs']" in capsys.readouterr().err
+    assert main(["md", "--resume", str(finished), "--temperature", "100", "--quiet"]) == 1
+    assert "but ['temperature'] were given too" in capsys.readouterr().err
 
 
 def test_settings_that_cannot_be_honoured_are_refused(argon, tmp_path):
@@ -171,46 +192,113 @@ def test_settings_that_cannot_be_honoured_are_refused(argon, tmp_path):
         Run.start(config)
 
 
-KILL_DURING_CHECKPOINT = """
+KILL_DURING_MANIFEST = """
 import os, signal
 import mlcalc.md.checkpoints as checkpoints
 write = checkpoints.write_text_atomic
 def write_then_die(path, text):
-    '''SIGKILL when the manifest of step {step} is about to be written: its checkpoint file is on disk.'''
+    # SIGKILL when the manifest of step {step} is about to be written: its checkpoint file is on disk.
     if '"step": {step},' in text:
         os.kill(os.getpid(), signal.SIGKILL)
     return write(path, text)
 checkpoints.write_text_atomic = write_then_die
 """
 
+KILL_DURING_CHECKPOINT_FILE = """
+import os, signal
+import mlcalc.md.checkpoints as checkpoints
+write = checkpoints.write_atomic
+def die_halfway(path, writer):
+    # SIGKILL halfway through writing the checkpoint file of step {step} (its temporary file).
+    if path.name == "checkpoint-{step:012d}.chk":
+        def half(tmp):
+            writer(tmp)
+            os.truncate(tmp, os.path.getsize(tmp) // 2)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return write(path, half)
+    return write(path, writer)
+checkpoints.write_atomic = die_halfway
+"""
+
+RUN_PROCESS = """
+import sys, torch
+torch.set_num_threads(1)
+from mlcalc.md.config import MDConfig
+from mlcalc.md.pipeline import Run
+if sys.argv[1].endswith(".json"):
+    Run.start(MDConfig.from_file(sys.argv[1])).run(progress=False)
+else:
+    Run.resume(sys.argv[1]).run(progress=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(argon, tmp_path_factory):
+    """The argon run of argon_config, uninterrupted: its frame times and state rows."""
+    directory = tmp_path_factory.mktemp("whole") / "run"
+    Run.start(argon_config(argon, directory)).run(progress=False)
+    return frame_times(directory), state_rows(directory)
+
+
+def frame_times(directory) -> np.ndarray:
+    universe = MDAnalysis.Universe(str(directory / "start.pdb"), str(directory / "trajectory.dcd"))
+    return np.array([ts.time for ts in universe.trajectory])
+
+
+def assert_same_outputs(directory, uninterrupted, exact_rows: int) -> None:
+    """The frames and rows of the uninterrupted run, none repeated or lost, the first ``exact_rows`` bit for bit
+    (after a checkpoint the runs differ: the barostat's adapted trial volume is not in OpenMM's checkpoint)."""
+    times, rows = uninterrupted
+    np.testing.assert_allclose(frame_times(directory), times, rtol=1e-6)
+    found = state_rows(directory)
+    np.testing.assert_array_equal(found[:, 0], rows[:, 0])
+    np.testing.assert_array_equal(found[:exact_rows, :8], rows[:exact_rows, :8])
+    assert len(list(directory.glob("checkpoint-*.chk"))) == 1 and not list(directory.glob(".checkpoint-*"))
+
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["after step 77", "in the checkpoint write at step 90"])
-def test_sigkill_leaves_a_run_that_resumes_to_the_uninterrupted_frames(argon, tmp_path, where):
-    """Killed mid-production or between a checkpoint's file and its manifest: the resumed run has the frames,
-    times and rows of an uninterrupted one, none repeated or lost."""
-    whole = Run.start(argon_config(argon, tmp_path / "whole"))
-    whole.run(progress=False)
+@pytest.mark.parametrize(
+    "prelude",
+    ["", KILL_DURING_MANIFEST, KILL_DURING_CHECKPOINT_FILE],
+    ids=["after step 77", "before the manifest of step 90", "halfway through the checkpoint file of step 90"],
+)
+def test_sigkill_at_a_step_or_in_a_checkpoint_write(argon, tmp_path, uninterrupted, prelude):
+    """Each resumes from the last checkpoint whose manifest was written (step 75) to the uninterrupted outputs."""
     config = argon_config(argon, tmp_path / "killed")
     config.save(tmp_path / "killed.json")
-    script = textwrap.dedent(KILLER.format(step=77 if where.startswith("after") else 10**6))
-    if where.startswith("in the checkpoint"):
-        script = textwrap.dedent(KILL_DURING_CHECKPOINT.format(step=90)) + script
+    killer = textwrap.dedent(KILLER.format(step=10**6 if prelude else 77))
+    script = textwrap.dedent(prelude.format(step=90)) + killer
     process = subprocess.run([sys.executable, "-c", script, str(tmp_path / "killed.json")], capture_output=True)
     assert process.returncode == -9, process.stderr.decode()[-2000:]
     resumed = Run.resume(tmp_path / "killed")
-    assert resumed.simulation.currentStep == 75  # the last checkpoint whose manifest was written
+    assert resumed.simulation.currentStep == 75
     resumed.run(progress=False)
-    frames = []
-    for run in ("whole", "killed"):
-        universe = MDAnalysis.Universe(str(tmp_path / run / "start.pdb"), str(tmp_path / run / "trajectory.dcd"))
-        frames.append(np.array([ts.time for ts in universe.trajectory]))
-    np.testing.assert_allclose(frames[1], frames[0], rtol=1e-6)
-    assert len(frames[1]) == 20
-    rows = [state_rows(tmp_path / run) for run in ("whole", "killed")]
-    np.testing.assert_array_equal(rows[1][:, 0], rows[0][:, 0])
-    np.testing.assert_array_equal(rows[1][:15, :8], rows[0][:15, :8])  # bit for bit up to step 75
-    assert len(list((tmp_path / "killed").glob("checkpoint-*.chk"))) == 1
+    assert_same_outputs(tmp_path / "killed", uninterrupted, exact_rows=15)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_at_random_moments(argon, tmp_path, uninterrupted, seed):
+    """SIGKILL twice after random (seeded) delays, wherever the run is (preparing, minimising, stepping,
+    writing), then resume: the outputs are still the uninterrupted run's frames and rows."""
+    config = argon_config(argon, tmp_path / "killed")
+    config.save(tmp_path / "killed.json")
+    directory = tmp_path / "killed"
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        argument = directory if (directory / "config.json").exists() else tmp_path / "killed.json"
+        process = subprocess.Popen([sys.executable, "-c", RUN_PROCESS, str(argument)], stderr=subprocess.PIPE)
+        try:
+            process.wait(timeout=rng.uniform(2.0, 6.0))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        assert process.returncode in (0, -9), process.stderr.read().decode()[-2000:]
+    if (directory / "config.json").exists():
+        Run.resume(directory).run(progress=False)
+    else:
+        Run.start(config).run(progress=False)
+    assert_same_outputs(directory, uninterrupted, exact_rows=0)
 
 
 def test_temperature_of_the_guard_matches_openmm(argon, tmp_path):

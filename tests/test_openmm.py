@@ -342,3 +342,23 @@ def test_pythonforce_runs_the_model_on_cuda(lj):
     atoms = ALL["small_fcc"]()
     system = create_system(topology_of(atoms), lj, implementation="python", device="cuda", remove_cm_motion=False)
     assert_same(evaluate(system, atoms, "Reference"), ase_reference(lj, atoms), rtol=1e-10)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_periodic_force_refuses_a_box_nobody_set(lj, implementation):
+    """periodic=True in a System whose box was never set would run in OpenMM's default 2 nm box: refused.
+    A Topology with a 2 nm box confirms that box, and then it runs, equal to ASE."""
+    atoms = ALL["cluster"]()
+    atoms.positions -= atoms.positions.min(axis=0)  # inside a 2 nm box
+    system = openmm.System()
+    for _ in atoms:
+        system.addParticle(39.95)
+    system.addForce(create_force(lj, atoms.numbers, periodic=True, implementation=implementation))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions / 10)
+    with pytest.raises(openmm.OpenMMException, match="OpenMM's default 2 nm cube, the box of a System whose box"):
+        context.getState(getEnergy=True)
+    confirmed = atoms.copy()
+    confirmed.cell, confirmed.pbc = np.eye(3) * 20.0, True
+    system = create_system(topology_of(confirmed), lj, implementation=implementation, remove_cm_motion=False)
+    assert_same(evaluate(system, confirmed, "Reference"), ase_reference(lj, confirmed))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from mlcalc.commands.arguments import positive_int
@@ -76,13 +78,15 @@ def run(args: argparse.Namespace) -> int:
     settings = {name: getattr(args, name) for name in (*OPTIONS, "structure", "solvate", "add_hydrogens")}
     given = {name: value for name, value in settings.items() if value is not None}
     if args.resume is not None:
+        timestep_fs = given.pop("timestep_fs", None)
         if given or args.config is not None:
             options = sorted(given) + (["config"] if args.config is not None else [])
             raise ValueError(
-                f"--resume continues a run with its own settings, but {options} were given too: drop them, or "
-                f"run it again from the start with them: mlcalc md --restart {args.resume} ..."
+                f"--resume continues a run with its own settings (a shorter --timestep-fs aside), but {options} "
+                f"were given too: drop them, or run it again from the start with them: mlcalc md --restart "
+                f"{args.resume} ..."
             )
-        md = Run.resume(args.resume)
+        md = Run.resume(args.resume, timestep_fs=timestep_fs)
     elif args.restart is not None:
         md = Run.restart(args.restart, **given)
     else:
@@ -94,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"give {' and '.join(missing)} (or a --config file)")
             config = MDConfig(**{k: v for k, v in settings.items() if v is not None})
         md = Run.start(config)
+    stop = StopOnInterrupt()
     try:
-        md.run(progress=not args.quiet)
+        with stop:
+            md.run(progress=not args.quiet, stop_requested=stop.requested)
     except KeyboardInterrupt:
         print(
             f"\nmlcalc md: interrupted at step {md.simulation.currentStep}; continue from the last checkpoint (step "
@@ -106,3 +112,29 @@ def run(args: argparse.Namespace) -> int:
     done = {field.name: getattr(md.config, field.name) for field in dataclasses.fields(md.config)}
     print(f"mlcalc md: {md.simulation.currentStep} steps done; outputs in {md.directory} ({done['mode']} mode)")
     return 0
+
+
+class StopOnInterrupt:
+    """Within ``with``: the first Ctrl-C (SIGINT) only asks the run to stop at its next look (``requested``),
+    since a KeyboardInterrupt raised inside OpenMM's C++ code would surface as an OpenMMException; a second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self.previous = None
+
+    def requested(self) -> bool:
+        return self.asked
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __enter__(self) -> "StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self.previous = signal.signal(signal.SIGINT, self._ask)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

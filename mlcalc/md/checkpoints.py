@@ -50,6 +50,8 @@ def write_checkpoint(directory: Path, data: bytes, step: int, inputs: dict) -> C
     write_text_atomic(directory / MANIFEST, json.dumps(asdict(record), indent=2) + "\n")
     for name in previous - {record.file}:
         (directory / name).unlink(missing_ok=True)
+    for stale in directory.glob(".checkpoint-*.tmp"):  # left by a write that was killed
+        stale.unlink(missing_ok=True)
     return record
 
 

@@ -20,13 +20,14 @@ up stops with :class:`~mlcalc.md.guard.SimulationBlewUpError` and its files end 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import openmm
 from openmm import app, unit
@@ -46,6 +47,9 @@ CONFIG = "config.json"
 START = "start.pdb"
 STATE = "state.csv"
 FINAL = "final.pdb"
+
+#: The most steps between two looks at the progress bar and at a stop request.
+STEPS_PER_CALL = 100
 
 
 @dataclass
@@ -155,13 +159,22 @@ class Run:
         return run
 
     @classmethod
-    def resume(cls, directory: Path) -> "Run":
+    def resume(cls, directory: Path, timestep_fs: Optional[float] = None) -> "Run":
         """Reopen a run from its directory and its last verified checkpoint (or from the start if it never
-        wrote anything). Refuses a missing or damaged checkpoint beside existing outputs, another potential
-        file, and outputs that lack rows or frames before the checkpoint."""
+        wrote anything). Refuses a missing or damaged checkpoint beside existing outputs, changed inputs,
+        and outputs that lack rows or frames before the checkpoint.
+
+        ``timestep_fs`` continues with a shorter time step (after a blow-up, say): the checkpoint's time
+        must be a whole number of the new steps, and stage lengths and intervals stay in ps. Steps are
+        then counted in the new time step (``state.csv``'s step column jumps there; its time column runs on).
+        """
         run, start = cls._reopen(directory)
         directory = run.directory
-        if (directory / MANIFEST).exists() or run._outputs():
+        nothing_written = not ((directory / MANIFEST).exists() or run._outputs())
+        if nothing_written and timestep_fs is not None:
+            return cls.restart(directory, timestep_fs=timestep_fs)
+        data = b""
+        if not nothing_written:
             record, data = read_checkpoint(directory, run.inputs(), run.input_files())
             run.simulation.context.loadCheckpoint(data)
             if run.simulation.currentStep != record.step:
@@ -171,7 +184,7 @@ class Run:
                 )
             run.minimized = True
             run.checkpoint_step = record.step
-        else:  # killed before its first checkpoint: nothing was written yet
+        else:  # killed before its first checkpoint
             run.simulation.context.setPositions(start.positions)
         step = run.simulation.currentStep
         truncate_trajectory(run.trajectory_path, run.frames_at(step))
@@ -181,6 +194,31 @@ class Run:
                 f"{directory / STATE} holds {rows} rows up to step {step}, but the run wrote "
                 f"{step // run.state_steps}: rows were lost; start again with mlcalc md --restart {directory}"
             )
+        if timestep_fs is not None and timestep_fs != run.config.timestep_fs:
+            return run._with_shorter_timestep(timestep_fs, start, data)
+        return run
+
+    def _with_shorter_timestep(self, timestep_fs: float, start: app.PDBFile, checkpoint: bytes) -> "Run":
+        """This run from its checkpoint, continued with ``timestep_fs`` (see :meth:`resume`)."""
+        old = self.config.timestep_fs
+        if timestep_fs > old:
+            raise ValueError(
+                f"--resume can shorten the time step ({old:g} fs now) but not lengthen it; run again from the start "
+                f"with mlcalc md --restart {self.directory} --timestep-fs {timestep_fs:g}"
+            )
+        steps = self.simulation.currentStep * old / timestep_fs
+        if abs(steps - round(steps)) > 1e-6:
+            raise ValueError(
+                f"the checkpoint is at {self.simulation.currentStep * old * 1e-3:g} ps, not a whole number of "
+                f"{timestep_fs:g} fs steps: choose a time step that divides {old:g} fs (e.g. {old / 2:g})"
+            )
+        config = dataclasses.replace(self.config, timestep_fs=timestep_fs)  # checks the intervals in the new steps
+        run = Run(config, self.directory, start.topology, start.positions)
+        run.simulation.context.loadCheckpoint(checkpoint)
+        run.simulation.context.setStepCount(round(steps))  # the integrator keeps the new step size
+        run.minimized = True
+        config.save(self.directory / CONFIG)
+        run.checkpoint()  # the manifest names the new config at once
         return run
 
     @classmethod
@@ -238,8 +276,13 @@ class Run:
         write_checkpoint(self.directory, context.createCheckpoint(), self.simulation.currentStep, self.inputs())
         self.checkpoint_step = self.simulation.currentStep
 
-    def run(self, progress: bool = True) -> None:
-        """Run (or continue) every stage to the end, then write ``final.pdb``."""
+    def run(self, progress: bool = True, stop_requested: Callable[[], bool] = lambda: False) -> None:
+        """Run (or continue) every stage to the end, then write ``final.pdb``.
+
+        ``stop_requested`` is asked every :data:`STEPS_PER_CALL` steps at most; when it answers yes the run
+        raises ``KeyboardInterrupt`` between steps, its files as consistent as after a kill (the command
+        line's Ctrl-C: a signal that lands inside OpenMM's C++ code, in a PythonForce's call, say, would
+        surface as an ``OpenMMException`` instead)."""
         simulation = self.simulation
         if not self.minimized:
             if self.config.minimize_iterations >= 0:
@@ -249,12 +292,12 @@ class Run:
             self.minimized = True
         bar = _progress_bar(self.total_steps, simulation.currentStep, progress)
         try:
-            self._run_stages(bar)
+            self._run_stages(bar, stop_requested)
         except SimulationBlewUpError as exc:
             exc.add_note(
                 f"{self.directory}: the outputs end at the last good state; the last checkpoint (step "
-                f"{self.checkpoint_step}) is good: mlcalc md --resume {self.directory} continues from it, or "
-                f"mlcalc md --restart {self.directory} --timestep-fs ... runs it again with a shorter time step"
+                f"{self.checkpoint_step}) is good: mlcalc md --resume {self.directory} --timestep-fs "
+                f"{self.config.timestep_fs / 2:g} continues from it with half the time step"
             )
             raise
         finally:
@@ -263,7 +306,7 @@ class Run:
         state = simulation.context.getState(getPositions=True, enforcePeriodicBox=True)
         _write_pdb(self.directory / FINAL, self.topology, state.getPositions(), state.getPeriodicBoxVectors())
 
-    def _run_stages(self, bar) -> None:
+    def _run_stages(self, bar, stop_requested: Callable[[], bool]) -> None:
         simulation = self.simulation
         for stage in self.stages:
             if simulation.currentStep >= stage.last:
@@ -272,12 +315,15 @@ class Run:
             while simulation.currentStep < stage.last:
                 next_checkpoint = (simulation.currentStep // self.checkpoint_steps + 1) * self.checkpoint_steps
                 next_report = (simulation.currentStep // self.guard_steps + 1) * self.guard_steps
-                steps = min(next_report, next_checkpoint, stage.last) - simulation.currentStep
+                ahead = simulation.currentStep + STEPS_PER_CALL
+                steps = min(next_report, next_checkpoint, stage.last, ahead) - simulation.currentStep
                 simulation.step(steps)
                 if simulation.currentStep in (next_checkpoint, stage.last):
                     self.checkpoint()
                 if bar is not None:
                     _advance(bar, steps, self.config.timestep_fs)
+                if stop_requested():
+                    raise KeyboardInterrupt
             simulation.reporters.clear()
 
     def _enter(self, stage: Stage) -> None:

@@ -19,7 +19,7 @@ import torch
 from openmm import unit
 
 from mlcalc import torchscript
-from mlcalc.openmm.region import MLRegion
+from mlcalc.openmm.region import DEFAULT_BOX_REFUSAL, OPENMM_DEFAULT_BOX_NM, MLRegion
 from mlcalc.potential import DeviceLike, resolve_device
 
 
@@ -45,6 +45,7 @@ class PotentialComputation:
         self.length_scale = torch.tensor(region.length_scale, dtype=region.potential.dtype, device=device)
         self.energy_scale = region.energy_scale
         self.pbc = torch.full((3,), self.periodic, dtype=torch.bool, device=device)
+        self.check_default_box = region.check_default_box
 
     def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -54,6 +55,8 @@ class PotentialComputation:
         x = torch.as_tensor(np.ascontiguousarray(positions), device=scale.device).to(scale.dtype) * scale
         if self.periodic:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+            if self.check_default_box and np.array_equal(box, OPENMM_DEFAULT_BOX_NM * np.eye(3)):
+                raise ValueError(DEFAULT_BOX_REFUSAL)
             cell = torch.as_tensor(np.asarray(box), device=scale.device).to(scale.dtype) * scale
         else:
             cell = torch.zeros((3, 3), dtype=scale.dtype, device=scale.device)

@@ -16,6 +16,16 @@ from mlcalc.potential import DtypeLike, PathLike, Potential, load
 from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
 
 PotentialLike = Union[Potential, PathLike]
+
+#: Edge of the cubic box (nm) a ``System`` has when nobody set one (``System::getDefaultPeriodicBoxVectors``).
+OPENMM_DEFAULT_BOX_NM = 2.0
+
+#: Why a periodic ML force refuses OpenMM's default box, when nothing confirmed the box.
+DEFAULT_BOX_REFUSAL = (
+    "the periodic box is OpenMM's default 2 nm cube, the box of a System whose box was never set: set it "
+    "(system.setDefaultPeriodicBoxVectors or context.setPeriodicBoxVectors); if the box really is a 2 nm cube, "
+    "create the ML force from a Topology that has it (topology.setPeriodicBoxVectors) to confirm it"
+)
 TopologyOrNumbers = Union[app.Topology, Sequence[int]]
 
 
@@ -29,6 +39,8 @@ class MLRegion:
         indices: which particles are the ML atoms; ``None`` for all of them.
         periodic: whether the force uses the System's periodic box.
         num_particles: particles in the System.
+        box_confirmed: a Topology with a box said the system is periodic; otherwise a periodic force
+            refuses to run in OpenMM's default box (:data:`DEFAULT_BOX_REFUSAL`).
     """
 
     potential: Potential
@@ -36,6 +48,12 @@ class MLRegion:
     indices: Optional[list[int]]
     periodic: bool
     num_particles: int
+    box_confirmed: bool
+
+    @property
+    def check_default_box(self) -> bool:
+        """Whether the force must refuse OpenMM's default box (periodic, and no Topology box confirmed it)."""
+        return self.periodic and not self.box_confirmed
 
     @property
     def length_scale(self) -> float:
@@ -64,10 +82,12 @@ def ml_region(
     ``periodic=None`` takes periodicity from the Topology's box; with a bare list of atomic numbers
     it cannot be known, so the caller must say. Unsupported elements and bad indices raise here.
     """
+    box_confirmed = False
     if isinstance(topology_or_atomic_numbers, app.Topology):
         numbers = atomic_numbers(topology_or_atomic_numbers)
+        box_confirmed = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
         if periodic is None:
-            periodic = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
+            periodic = box_confirmed
     else:
         numbers = [int(z) for z in topology_or_atomic_numbers]
         if periodic is None:
@@ -80,7 +100,7 @@ def ml_region(
     selected = numbers if indices is None else [numbers[i] for i in indices]
     loaded = _as_potential(potential, dtype)
     _check_elements(loaded, selected, indices)
-    return MLRegion(loaded, selected, indices, bool(periodic), len(numbers))
+    return MLRegion(loaded, selected, indices, bool(periodic), len(numbers), box_confirmed)
 
 
 def atomic_numbers(topology: app.Topology) -> list[int]:

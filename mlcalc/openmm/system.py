@@ -39,7 +39,7 @@ def create_system(
         hydrogen_mass: repartition mass from heavy atoms to bonded hydrogens (e.g. ``1.5*amu``).
         dtype, implementation, cuda_graphs, device: as in :func:`mlcalc.openmm.create_force`.
     """
-    numbers = atomic_numbers(topology)
+    atomic_numbers(topology)  # a clear error for atoms without an element, before their masses are read
     system = openmm.System()
     masses = [atom.element.mass for atom in topology.atoms()]
     if hydrogen_mass is not None:
@@ -54,8 +54,7 @@ def create_system(
     system.addForce(
         create_force(
             potential,
-            numbers,
-            periodic=box is not None,
+            topology,
             dtype=dtype,
             implementation=implementation,
             cuda_graphs=cuda_graphs,

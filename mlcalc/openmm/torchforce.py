@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from mlcalc import torchscript
-from mlcalc.openmm.region import MLRegion
+from mlcalc.openmm.region import DEFAULT_BOX_REFUSAL, OPENMM_DEFAULT_BOX_NM, MLRegion
 
 #: How to get the TorchForce where openmm-torch is missing or does not load.
 INSTALL_HINT = (
@@ -92,6 +92,7 @@ class TorchForceModule(torch.nn.Module):
         length_scale: model length units per nm.
         energy_scale: kJ/mol per model energy unit.
         dtype: the model's dtype.
+        check_default_box: refuse OpenMM's default 2 nm box (see :class:`mlcalc.openmm.region.MLRegion`).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class TorchForceModule(torch.nn.Module):
         length_scale: float,
         energy_scale: float,
         dtype: torch.dtype,
+        check_default_box: bool = False,
     ):
         super().__init__()
         self.potential = potential
@@ -113,6 +115,9 @@ class TorchForceModule(torch.nn.Module):
         self.register_buffer("no_cell", torch.zeros((3, 3), dtype=dtype))
         self.register_buffer("no_pbc", torch.zeros(3, dtype=torch.bool))
         self.register_buffer("all_pbc", torch.ones(3, dtype=torch.bool))
+        self.register_buffer("default_box", OPENMM_DEFAULT_BOX_NM * torch.eye(3, dtype=dtype))
+        self.check_default_box = check_default_box
+        self.default_box_refusal = DEFAULT_BOX_REFUSAL  # an attribute: TorchScript reads no global strings
         self.energy_scale = float(energy_scale)
         self.force_scale = float(energy_scale) * float(length_scale)  # kJ/mol/nm per model force unit
 
@@ -122,7 +127,10 @@ class TorchForceModule(torch.nn.Module):
         if boxvectors is None:
             cell, pbc = self.no_cell, self.no_pbc
         else:
-            cell, pbc = boxvectors.detach().to(ml_positions.dtype) * self.length_scale, self.all_pbc
+            box = boxvectors.detach().to(ml_positions.dtype)
+            if self.check_default_box and bool(torch.equal(box, self.default_box)):
+                raise RuntimeError(self.default_box_refusal)
+            cell, pbc = box * self.length_scale, self.all_pbc
         out = self.potential.compute(self.atomic_numbers, ml_positions, cell, pbc, None, True, False)
         energy = out["energy"].sum() * self.energy_scale
         ml_forces = (out["forces"] * self.force_scale).to(positions.dtype)
@@ -149,6 +157,7 @@ def create_torch_force(region: MLRegion, cuda_graphs: bool) -> openmm.Force:
         length_scale=region.length_scale,
         energy_scale=region.energy_scale,
         dtype=potential.dtype,
+        check_default_box=region.check_default_box,
     )
     force = openmmtorch.TorchForce(torchscript.script(module))
     force.setOutputsForces(True)
