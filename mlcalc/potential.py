@@ -78,6 +78,18 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
     return Potential(module, metadata, device=device, dtype=dtype, source_sha256=file_sha256(path))
 
 
+def _relative_to_first_atom(positions: np.ndarray, batch: Optional[np.ndarray]) -> np.ndarray:
+    """``positions`` [N, 3] less the position of the first atom of each one's structure (float64)."""
+    if not len(positions):
+        return positions
+    if batch is None:
+        return positions - positions[0]
+    structures, first = np.unique(batch, return_index=True)
+    origins = np.zeros((int(structures.max()) + 1, 3))
+    origins[structures] = positions[first]
+    return positions - origins[batch]
+
+
 def _explain_non_finite(numbers, positions, cell, pbc, batch) -> None:
     """Raise for a non-finite result: name coincident atoms (the usual cause) or say the model failed."""
     from ase.neighborlist import neighbor_list
@@ -283,9 +295,12 @@ class Potential:
                 volumes = np.abs(np.linalg.det(cell))
             want_virial = bool((volumes > 0).any())
         scale = self.length_unit_in_angstrom
+        # float32 keeps ~7 digits of a coordinate: taken from the origin, a molecule 1e4 Å away lost the
+        # energy's third digit. Relative to each structure's first atom (in float64 first) it keeps them all.
+        relative = positions if self.dtype == torch.float64 else _relative_to_first_atom(positions, batch)
         inputs = (
             self._tensor(numbers, torch.long),
-            self._tensor(positions / scale if scale != 1.0 else positions, self.dtype),
+            self._tensor(relative / scale if scale != 1.0 else relative, self.dtype),
             self._tensor(cell / scale if scale != 1.0 else cell, self.dtype),
             self._tensor(pbc, torch.bool),
             None if batch is None else self._tensor(batch, torch.long),

@@ -210,3 +210,48 @@ def test_analyze_writes_tables_and_compare(tmp_path):
     assert not list((tmp_path / "a").glob(".*tmp")), "temporary files left behind"
     same = compare(result, result)
     assert same == pytest.approx({"rmsf": 1.0, "distance_density": 1.0, "rg_distribution": 1.0, "spectrum": 1.0})
+
+
+@pytest.fixture(scope="module")
+def adenylate_kinase_in_water():
+    """MDAnalysisTests' adenylate kinase in water with NA+ ions (GROMACS GRO/XTC, 47,681 atoms, 10 frames)."""
+    datafiles = pytest.importorskip("MDAnalysisTests.datafiles")
+    return datafiles.GRO, datafiles.XTC
+
+
+def test_solute_leaves_out_water_and_ions_in_any_case(adenylate_kinase_in_water):
+    from mlcalc.analysis.report import select
+
+    universe = MDAnalysis.Universe(*adenylate_kinase_in_water)
+    assert {residue.resname for residue in universe.residues if residue.resname.startswith("NA")} == {"NA+"}
+    solute = select(universe, "solute")
+    np.testing.assert_array_equal(solute.indices, universe.select_atoms("protein").indices)
+
+
+@pytest.mark.slow
+def test_molecules_are_made_whole_before_measuring(adenylate_kinase_in_water):
+    """Rg and RMSF of the protein, split across the box in the files, against MDAnalysis by hand on unwrapped
+    coordinates (bonds guessed, unwrap, superposition on the average structure)."""
+    from MDAnalysis.analysis import align
+    from MDAnalysis.analysis.rms import RMSF
+    from MDAnalysis.transformations import unwrap
+
+    from mlcalc.analysis.report import analyze
+
+    result = analyze(MDAnalysis.Universe(*adenylate_kinase_in_water), distance_range=None, plots=False)
+    universe = MDAnalysis.Universe(*adenylate_kinase_in_water)
+    protein = universe.select_atoms("protein")
+    split = np.array([protein.radius_of_gyration() for _ in universe.trajectory])
+    protein.guess_bonds()
+    universe.trajectory.add_transformations(unwrap(protein))
+    rg = np.array([protein.radius_of_gyration() for _ in universe.trajectory])
+    assert np.abs(split - rg).max() > 1.0, "the files should hold the protein split across the box"
+    np.testing.assert_allclose(result["rg"], rg, rtol=1e-6)
+    average = align.AverageStructure(universe, select="protein", ref_frame=0).run()
+    aligned = MDAnalysis.Universe(*adenylate_kinase_in_water)
+    aligned_protein = aligned.select_atoms("protein")
+    aligned_protein.guess_bonds()
+    aligned.trajectory.add_transformations(unwrap(aligned_protein))
+    align.AlignTraj(aligned, average.results.universe, select="protein", in_memory=True).run()
+    expected = RMSF(aligned.select_atoms("protein")).run().results.rmsf
+    np.testing.assert_allclose(result["rmsf"], expected, rtol=1e-4, atol=1e-4)

@@ -362,3 +362,14 @@ def test_a_periodic_force_refuses_a_box_nobody_set(lj, implementation):
     confirmed.cell, confirmed.pbc = np.eye(3) * 20.0, True
     system = create_system(topology_of(confirmed), lj, implementation=implementation, remove_cm_motion=False)
     assert_same(evaluate(system, confirmed, "Reference"), ase_reference(lj, confirmed))
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_float32_far_from_the_origin_inside_openmm(lj, implementation):
+    """Both forces take positions relative to the first ML atom before casting to float32."""
+    atoms = ALL["cluster"]()
+    moved = atoms.copy()
+    moved.positions += [3e4, -2e4, 1e4]
+    system = create_system(topology_of(atoms), lj, dtype="float32", implementation=implementation)
+    assert_same(evaluate(system, moved, "Reference"), evaluate(system, atoms, "Reference"), rtol=1e-5)
+    assert_same(evaluate(system, moved, "Reference"), ase_reference(lj, atoms), rtol=1e-5)

@@ -14,8 +14,46 @@ from mlcalc.analysis.structure import distance_histogram, radius_of_gyration, rm
 from mlcalc.analysis.torsions import backbone_torsions
 from mlcalc.md.files import write_csv, write_json
 
-#: The solute by default: everything but water and the ions Modeller adds.
-DEFAULT_SELECTION = "not resname HOH WAT SOL NA CL K Na+ Cl- K+"
+#: The default selection: the word ``solute`` (see :func:`select`), not an MDAnalysis selection string.
+DEFAULT_SELECTION = "solute"
+
+#: Residue names of water models, compared in upper case (GROMACS SOL, AMBER WAT, CHARMM TIP3, ...).
+WATER_RESIDUES = frozenset(
+    {"HOH", "WAT", "SOL", "H2O", "DOD", "TIP3", "TIP3P", "TIP4", "TIP4P", "TIP5", "TIP5P", "SPC", "SPCE", "T3P", "T4P"}
+)
+
+#: Monatomic ions, compared in upper case without charge signs or digits (Na+, NA+, CL-, SOD, CLA, POT, MG2+, ...).
+ION_RESIDUES = frozenset(
+    {"NA", "CL", "K", "LI", "RB", "CS", "MG", "CA", "ZN", "BR", "I", "F", "SOD", "CLA", "POT", "CES", "CAL", "MN"}
+)
+
+
+def select(universe, selection: str = DEFAULT_SELECTION):
+    """``selection`` as an AtomGroup: ``"solute"`` is every residue but water and monatomic ions, named in
+    any case (a GROMACS file's ``NA+`` and ``CL-`` too); anything else is an MDAnalysis selection."""
+    if selection != "solute":
+        return universe.select_atoms(selection)
+    kept = [residue.atoms.indices for residue in universe.residues if not _is_solvent(residue)]
+    return universe.atoms[np.concatenate(kept)] if kept else universe.atoms[[]]
+
+
+def _is_solvent(residue) -> bool:
+    name = residue.resname.upper()
+    return name in WATER_RESIDUES or (len(residue.atoms) == 1 and name.strip("+-0123456789") in ION_RESIDUES)
+
+
+def make_whole(atoms) -> None:
+    """Make every molecule of ``atoms`` whole in every frame, as it is read (MDAnalysis's ``unwrap``
+    transformation): molecules written split across a periodic box would otherwise give radii of
+    gyration, RMSF and distances of the split, not of the molecule. Bonds come from the topology where
+    every atom of ``atoms`` has one, else they are guessed (MDAnalysis, minimum image)."""
+    if atoms.universe.dimensions is None or len(atoms) < 2:
+        return
+    if not hasattr(atoms, "bonds") or any(len(atom.bonds) == 0 for atom in atoms):
+        atoms.guess_bonds()
+    from MDAnalysis.transformations import unwrap
+
+    atoms.universe.trajectory.add_transformations(unwrap(atoms))
 
 
 def load_universe(topology: str, trajectory: str):
@@ -28,14 +66,17 @@ def analyze(
     universe,
     output: Optional[Path] = None,
     selection: str = DEFAULT_SELECTION,
-    distance_range: tuple[float, float] = (0.0, 20.0),
+    distance_range: Optional[tuple[float, float]] = (0.0, 20.0),
     plots: bool = True,
 ) -> dict:
-    """φ/ψ and secondary structure (if the selection has >= 3 residues with a backbone), RMSF, radius
-    of gyration, distance distribution and VACF spectrum of ``selection``; written to ``output`` if given."""
-    atoms = universe.select_atoms(selection)
+    """φ/ψ and secondary structure (if the selection has >= 3 residues with a backbone), RMSF (after
+    superposing every frame on the average structure), radius of gyration, distance distribution
+    (``distance_range`` Å, ``None`` to skip it) and VACF spectrum of ``selection`` (see :func:`select`),
+    its molecules made whole first (:func:`make_whole`); written to ``output`` if given."""
+    atoms = select(universe, selection)
     if len(atoms) == 0:
         raise ValueError(f"the selection {selection!r} matches no atoms")
+    make_whole(atoms)
     frames = len(universe.trajectory)
     if frames < 3:
         raise ValueError(f"the trajectory has {frames} frame(s); the analyses need at least 3")
@@ -47,7 +88,7 @@ def analyze(
         result["states"] = state_statistics(angles[..., 0], angles[..., 1])
     result["rmsf"] = rmsf(atoms) if len(atoms) >= 3 else np.zeros(len(atoms))
     result["rg"] = radius_of_gyration(atoms)
-    if len(atoms) >= 2:
+    if len(atoms) >= 2 and distance_range is not None:
         centres, density = distance_histogram(atoms, range_=distance_range)
         result["distance_centres"], result["distance_density"] = centres, density
     dt = universe.trajectory.dt  # ps

@@ -9,7 +9,7 @@ from pathlib import Path
 
 #: ``mlcalc.analysis.report.DEFAULT_SELECTION``, repeated here because that module loads MDAnalysis
 #: (tests/test_cli_startup.py checks that the two agree).
-DEFAULT_SELECTION = "not resname HOH WAT SOL NA CL K Na+ Cl- K+"
+DEFAULT_SELECTION = "solute"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,10 +23,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("trajectory", type=Path, help="trajectory (DCD, XTC, ...)")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("TOPOLOGY", "TRAJECTORY"), help="second trajectory")
     parser.add_argument(
-        "--select", default=DEFAULT_SELECTION, help=f"MDAnalysis selection (default: {DEFAULT_SELECTION!r})"
+        "--select",
+        default=DEFAULT_SELECTION,
+        help="MDAnalysis selection, or 'solute' (default): every residue but water and monatomic ions, any case",
     )
     parser.add_argument("--output", type=Path, default=Path("analysis"), help="output directory (default analysis)")
     parser.add_argument("--distance-max", type=float, default=20.0, help="upper end of the distance histogram, Å")
+    parser.add_argument("--no-distances", dest="distances", action="store_false", help="skip the distance histogram")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")
     parser.set_defaults(run=run)
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
                     f"(its state.csv shows how far it got; mlcalc md --resume {path.parent} continues it)"
                 )
             raise FileNotFoundError(f"{path} does not exist{hint}")
-    span = (0.0, args.distance_max)
+    span = (0.0, args.distance_max) if args.distances else None
     first = analyze(load_universe(args.topology, args.trajectory), args.output, args.select, span, args.plots)
     print(f"mlcalc analyze: {first['frames']} frames of {first['atoms']} atoms -> {args.output}")
     for row in first.get("states", []):

@@ -52,6 +52,8 @@ class PotentialComputation:
         if self.indices is not None:
             positions = positions[self.indices]
         scale = self.length_scale
+        if scale.dtype != torch.float64 and len(positions):
+            positions = positions - positions[0]  # as the TorchForce does: float32 keeps the digits that matter
         x = torch.as_tensor(np.ascontiguousarray(positions), device=scale.device).to(scale.dtype) * scale
         if self.periodic:
             box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)

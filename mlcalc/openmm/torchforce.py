@@ -123,7 +123,11 @@ class TorchForceModule(torch.nn.Module):
 
     def forward(self, positions: Tensor, boxvectors: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         ml_positions = positions.index_select(0, self.indices) if self.select else positions
-        ml_positions = ml_positions.detach().to(self.length_scale.dtype) * self.length_scale
+        ml_positions = ml_positions.detach()
+        if self.length_scale.dtype != torch.float64 and ml_positions.shape[0] > 0:
+            # Relative to the first ML atom before the cast: float32 keeps the digits that matter.
+            ml_positions = ml_positions - ml_positions[0]
+        ml_positions = ml_positions.to(self.length_scale.dtype) * self.length_scale
         if boxvectors is None:
             cell, pbc = self.no_cell, self.no_pbc
         else:
