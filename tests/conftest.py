@@ -59,6 +59,18 @@ def morse(morse_path) -> mlcalc.Potential:
     return mlcalc.load(morse_path, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def argon(tmp_path_factory) -> tuple[Path, Path]:
+    """For mlcalc md: a periodic PDB of 108 argon atoms and a truncated LJ argon potential with a 7 Å cutoff
+    (small box, quick steps)."""
+    from test_md_pipeline import write_argon
+
+    directory = tmp_path_factory.mktemp("argon")
+    potential = directory / "argon.pt"
+    mlcalc.export(mlcalc.models.LennardJones(sigma=3.405, epsilon=0.0103, cutoff=7.0, shift=False), potential)
+    return write_argon(directory / "argon.pdb"), potential
+
+
 def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="no CUDA GPU visible to torch")
     if not torch.cuda.is_available():

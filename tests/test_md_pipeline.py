@@ -13,7 +13,6 @@ import pytest
 from ase.build import bulk
 from openmm import app, unit
 
-import mlcalc
 from mlcalc.cli import main
 from mlcalc.md.config import MDConfig
 from mlcalc.md.pipeline import Run
@@ -35,15 +34,6 @@ def write_argon(path: Path, a: float = 5.9, repeat: int = 3) -> Path:
     with open(path, "w") as stream:
         app.PDBFile.writeFile(topology, atoms.positions / 10 * unit.nanometer, stream)
     return path
-
-
-@pytest.fixture(scope="module")
-def argon(tmp_path_factory):
-    """An argon PDB and a truncated LJ argon potential with a 7 Å cutoff (small box, quick steps)."""
-    directory = tmp_path_factory.mktemp("argon")
-    potential = directory / "argon.pt"
-    mlcalc.export(mlcalc.models.LennardJones(sigma=3.405, epsilon=0.0103, cutoff=7.0, shift=False), potential)
-    return write_argon(directory / "argon.pdb"), potential
 
 
 def argon_config(argon, output: Path) -> MDConfig:

@@ -30,16 +30,6 @@ from mlcalc.md.pipeline import STATE, Run
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def argon(tmp_path_factory):
-    from test_md_pipeline import write_argon
-
-    directory = tmp_path_factory.mktemp("argon")
-    potential = directory / "argon.pt"
-    mlcalc.export(mlcalc.models.LennardJones(sigma=3.405, epsilon=0.0103, cutoff=7.0, shift=False), potential)
-    return write_argon(directory / "argon.pdb"), potential
-
-
 def exploding_config(argon, output) -> MDConfig:
     """80 fs steps: liquid argon at 90 K explodes within 100 steps (measured: step 75 through the PythonForce,
     step 25 through the TorchForce; chaotic, so the tests read the step from the message)."""
