@@ -364,3 +364,20 @@ def test_ctrl_c_prints_the_resume_command_and_the_run_resumes(argon, tmp_path):
     assert "Traceback" not in err
     resumed = Run.resume(tmp_path / "int")  # the files are consistent: it resumes from the last checkpoint
     assert resumed.simulation.currentStep == resumed.checkpoint_step > 0
+
+
+def test_a_run_killed_before_its_first_row_still_gets_its_header(argon, tmp_path):
+    """Found by the random SIGKILL test: killed after the reporters opened state.csv and the DCD but before
+    their first report, the resumed run appended rows to an empty file without the header (a reader lost the
+    first row), and an empty DCD stopped the resume ("not a DCD file")."""
+    directory = tmp_path / "early"
+    run = Run.start(argon_config(argon, directory))
+    run.simulation.context.setVelocitiesToTemperature(90 * unit.kelvin, 1)
+    run.checkpoint()
+    run._enter(run.stages[-1])  # the reporters open their files, as in a run killed before its first report
+    assert (directory / STATE).stat().st_size == 0 and (directory / "trajectory.dcd").stat().st_size == 0
+    del run
+    Run.resume(directory).run(progress=False)
+    assert (directory / STATE).read_text().startswith('#"Step"')
+    assert list(state_rows(directory)[:, 0]) == list(range(5, 141, 5))
+    assert len(frame_times(directory)) == 20

@@ -53,9 +53,14 @@ def truncate_xtc(path: Path, frames: int) -> None:
 
 
 def truncate_trajectory(path: Path, frames: int) -> None:
+    """Keep the first ``frames`` frames of a DCD or XTC file; with none to keep, delete it (a run killed
+    before its first frame leaves an empty file or half a header, which the reporter then writes anew)."""
     if not path.exists():
         if frames:
             raise ValueError(f"the trajectory {path} is missing but the checkpoint counts {frames} frames")
+        return
+    if frames == 0:
+        path.unlink()
         return
     (truncate_xtc if path.suffix == ".xtc" else truncate_dcd)(path, frames)
 
@@ -70,6 +75,11 @@ def truncate_state_data(path: Path, last_step: int) -> int:
     header = rows[:1]
     # Keep complete rows (as many columns as the header) up to last_step; the step is the first column.
     body = [row for row in rows[1:] if header and len(row) == len(header[0]) and _step(row) <= last_step]
+    if not body:
+        # Nothing to keep (a run killed before its first row, with an empty file or half a header): start the
+        # file afresh, so that the reporter writes its header again instead of appending rows without one.
+        path.unlink()
+        return 0
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as stream:
