@@ -20,7 +20,6 @@ from mlcalc import torchscript
 from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import ContractError, DeviceError, InvalidStructureError, UnsupportedElementError
-from mlcalc.files import file_sha256
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module
 from mlcalc.units import angstrom_per, ev_per
@@ -70,12 +69,13 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
     """
     path = _existing(path)
     metadata = read_metadata(path)
+    data = path.read_bytes()  # read once: the SHA-256 is of the very bytes loaded
     try:
-        module = torchscript.load(str(path), map_location="cpu")
+        module = torchscript.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
         raise ContractError(f"{path} could not be loaded by TorchScript: {exc}") from exc
     _check_interface(module, metadata, str(path))
-    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=file_sha256(path))
+    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=hashlib.sha256(data).hexdigest())
 
 
 def _relative_to_first_atom(positions: np.ndarray, batch: Optional[np.ndarray]) -> np.ndarray:

@@ -25,7 +25,6 @@ one potential run in separate processes (static results and MD systems apart):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from mlcalc.data import resolve_potential_path
 from mlcalc.demo import DemoOptions
 from mlcalc.demo.reference import single_points
 from mlcalc.demo.water import water_npt
+from mlcalc.files import file_sha256
 from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.workflows import Dihedral, Distance, relaxed_scan
 from training.common import KCAL_PER_EV, SEED, VALIDATION, atomic_write_json, xtb_calculator
@@ -304,11 +304,6 @@ def md_run(potential: mlcalc.Potential, atoms: Atoms, picoseconds: float, rng: n
         "non_hierarchicality_median": float(np.median(hierarchy)),
         "wall_s": time.perf_counter() - began,
     }
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (hex): tells apart candidates that share the demo's name."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def merge_reports(parts: List[dict]) -> dict:

@@ -369,7 +369,7 @@ def _progress_bar(total: int, done: int, enabled: bool):
 
 
 def _advance(bar, steps: int, timestep_fs: float) -> None:
-    """Move the bar by ``steps`` and show the speed in ns/day (after each report interval: live progress)."""
+    """Move the bar by ``steps`` and show the speed in ns/day (at least every :data:`STEPS_PER_CALL` steps)."""
     bar.update(steps)
     rate = bar.format_dict.get("rate")  # steps/s, smoothed
     if rate:
