@@ -190,8 +190,9 @@ def test_create_system_masses_box_constraints(lj):
     assert system.getNumConstraints() == 2
     _, _, length = system.getConstraintParameters(1)
     assert length.value_in_unit(unit.nanometer) == pytest.approx(np.linalg.norm(positions[2]))
-    ml_force, remover = system.getForces()
+    ml_force, remover, molecules = system.getForces()
     assert isinstance(remover, openmm.CMMotionRemover)
+    assert molecules.getName() == "mlcalc:molecules" and molecules.getNumBonds() == 2  # keeps the water whole
     chosen = default_implementation()
     assert chosen == ("torch" if OPENMMTORCH_MISSING is None else "python")
     assert implementation_of(ml_force) == chosen

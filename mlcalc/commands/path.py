@@ -12,6 +12,7 @@ from mlcalc.commands.workflow_arguments import (
     make_calculator,
     read_images,
     read_structure,
+    report_relaxed_endpoints,
 )
 
 
@@ -20,7 +21,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "path",
         help="dihedral-driven path between two structures: barrier height and profile, resumable",
         description="Drive the --guide dihedral from its value in INITIAL to its value in FINAL through "
-        "--intermediates constrained optimisations, each started from the previous one (optionally driving a "
+        "--intermediates constrained optimisations, each started from the previous one, after relaxing INITIAL and "
+        "FINAL to minima (unless their forces are below --fmax) (optionally driving a "
         "--partner dihedral along, then re-optimising with only the guide fixed). Writes OUTPUT/path.csv, "
         "path.json (barrier in eV and kcal/mol), path.extxyz (a band that mlcalc neb --band can start from) "
         "and path.png. Exits with 2 when an intermediate did not converge. Atom indices are 0-based.",
@@ -43,6 +45,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="which way round the guide turns (default the shorter)",
     )
     parser.add_argument("--compare", metavar="PATH.extxyz", help="another path: report the RMSD of each image, Å")
+    parser.add_argument(
+        "--no-relax-endpoints",
+        dest="relax_endpoints",
+        action="store_false",
+        help="use INITIAL and FINAL as given; refuse one that is not a minimum (largest force above --fmax)",
+    )
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_optimizer_arguments(parser, backend_default="scipy")
@@ -70,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         output=args.output,
         resume=not args.restart,
         progress=not args.quiet,
+        relax_endpoints=args.relax_endpoints,
     )
+    report_relaxed_endpoints("path", result.images)
     print(
         f"mlcalc path: barrier {result.barrier:.6f} eV ({result.barrier * EV_TO_KCAL_MOL:.3f} kcal/mol) over "
         f"{len(result.images)} images; {'converged' if result.converged else 'NOT all intermediates converged'}; "

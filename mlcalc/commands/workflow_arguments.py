@@ -141,3 +141,16 @@ def add_coordinate_arguments(parser: argparse.ArgumentParser, verb: str) -> None
             metavar="I,J,...[=TARGET]",
             help=f"{verb} a {kind}: {COORDINATE_HELP}",
         )
+
+
+def report_relaxed_endpoints(command: str, images: list[Atoms]) -> None:
+    """Print how far each endpoint that was relaxed moved (``info`` of :mod:`mlcalc.workflows.endpoints`)."""
+    from mlcalc.workflows.units import EV_TO_KCAL_MOL
+
+    for name, image in (("initial", images[0]), ("final", images[-1])):
+        change = image.info.get("relaxation_eV", 0.0)
+        if change:
+            print(
+                f"mlcalc {command}: relaxed the {name} structure to a minimum first: {change:+.6f} eV "
+                f"({change * EV_TO_KCAL_MOL:+.3f} kcal/mol), RMSD {image.info['relaxation_rmsd_A']:.4f} Å"
+            )

@@ -37,6 +37,7 @@ from openmm import app
 
 from mlcalc.errors import InvalidStructureError
 from mlcalc.openmm.forces import create_force
+from mlcalc.openmm.molecules import add_molecule_bonds
 from mlcalc.openmm.region import PotentialLike, ml_indices
 from mlcalc.potential import DeviceLike
 
@@ -124,6 +125,8 @@ def create_mixed_system(
         cuda_graphs=cuda_graphs,
         device=device,
     )
+    if system.usesPeriodicBoundaryConditions():
+        add_molecule_bonds(mixed, topology, ml)  # the ML region's MM bonds are gone: keep its molecules whole
     if not interpolate:
         ml_force.setForceGroup(force_group)
         mixed.addForce(ml_force)

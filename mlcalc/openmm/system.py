@@ -10,6 +10,7 @@ import torch
 from openmm import app, unit
 
 from mlcalc.openmm.forces import create_force
+from mlcalc.openmm.molecules import add_molecule_bonds
 from mlcalc.openmm.region import PotentialLike, atomic_numbers
 from mlcalc.potential import DeviceLike
 
@@ -28,6 +29,9 @@ def create_system(
     device: DeviceLike = None,
 ) -> openmm.System:
     """A whole-system ML ``openmm.System``: masses and box from ``topology``, one ML force.
+
+    When periodic, a zero-energy bond force over the Topology's bonds keeps molecules whole in OpenMM's
+    wrapped output (see :mod:`mlcalc.openmm.molecules`).
 
     Args:
         topology: every atom must have an element; periodic when it has a box.
@@ -63,6 +67,8 @@ def create_system(
     )
     if remove_cm_motion:
         system.addForce(openmm.CMMotionRemover())
+    if box is not None:
+        add_molecule_bonds(system, topology)
     return system
 
 

@@ -9,6 +9,7 @@
 Atom indices are 0-based; angles in degrees, distances in Å, energies in eV.
 """
 
+from mlcalc.workflows.endpoints import prepare_endpoint, relax_endpoint
 from mlcalc.workflows.errors import (
     CheckpointError,
     ConstraintNotHeldError,
@@ -19,7 +20,7 @@ from mlcalc.workflows.errors import (
 from mlcalc.workflows.internal import Angle, Dihedral, Distance
 from mlcalc.workflows.neb import NEBResult, make_band, run_neb
 from mlcalc.workflows.optimize import OptimizationResult, optimize
-from mlcalc.workflows.path import PathResult, dihedral_path, path_rmsd, relax_endpoint
+from mlcalc.workflows.path import PathResult, dihedral_path, path_rmsd
 from mlcalc.workflows.scan import ScanResult, relaxed_scan
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "make_band",
     "optimize",
     "path_rmsd",
+    "prepare_endpoint",
     "relax_endpoint",
     "relaxed_scan",
     "run_neb",

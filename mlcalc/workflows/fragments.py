@@ -10,7 +10,7 @@ periodic images are handled with the minimum image, so molecules may be wrapped.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -20,6 +20,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.transform import Rotation
 
+from mlcalc.errors import InvalidStructureError
+from mlcalc.workflows.errors import InternalCoordinateError
 from mlcalc.workflows.internal import Angle, Dihedral, Distance, InternalCoordinate
 
 
@@ -113,3 +115,72 @@ def set_coordinate(
 def degrees_between(a: float, b: float) -> float:
     """Smallest absolute difference of two angles in degrees."""
     return abs((a - b + 180.0) % 360.0 - 180.0) if math.isfinite(a - b) else math.inf
+
+
+def molecule_labels(atoms: Atoms, bonds: Optional[np.ndarray] = None) -> np.ndarray:
+    """Molecule number of each atom: connected components of the covalent bonds of :func:`bond_pairs`."""
+    bonds = bond_pairs(atoms) if bonds is None else bonds
+    n = len(atoms)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def check_dihedrals_in_one_molecule(
+    atoms: Atoms, coordinates: Sequence[InternalCoordinate], bonds: Optional[np.ndarray] = None
+) -> None:
+    """Refuse a dihedral whose four atoms are spread over several molecules, one of them polyatomic.
+
+    Turning such a "dihedral" rotates a whole molecule rigidly about an axis through another, which is
+    not a torsion of anything. Distances and angles between molecules stay allowed, and so do dihedrals
+    of single atoms (argon, a Lennard-Jones cluster), which have no molecule to carry along.
+    """
+    dihedrals = [c for c in coordinates if isinstance(c, Dihedral)]
+    if not dihedrals:
+        return
+    labels = molecule_labels(atoms, bonds)
+    sizes = np.bincount(labels)
+    for dihedral in dihedrals:
+        molecules = labels[list(dihedral.indices)].tolist()
+        if len(set(molecules)) == 1 or all(sizes[m] == 1 for m in molecules):
+            continue
+        groups: dict[int, list[int]] = {}
+        for index, molecule in zip(dihedral.indices, molecules):
+            groups.setdefault(molecule, []).append(index)
+        shown = " | ".join(", ".join(str(i) for i in members) for members in groups.values())
+        raise InternalCoordinateError(
+            f"the {dihedral.name} joins atoms of {len(groups)} different molecules (atoms {shown}: no "
+            "chain of covalent bonds, by ASE's covalent radii, links them), so turning it would rotate one "
+            "molecule rigidly about another. Give four atoms of one molecule (usually a bonded chain "
+            "i-j-k-l, 0-based), or constrain the distance or angle between the molecules instead"
+        )
+
+
+#: Two atoms closer than this fraction of the sum of their covalent radii, or than CLASH_FLOOR_A, clash:
+#: the shortest bonds known (H2 0.74 Å, C≡C 1.20 Å, N≡N 1.10 Å) stay above 0.7 of both.
+CLASH_FRACTION = 0.6
+CLASH_FLOOR_A = 0.6
+
+
+def check_no_clash(atoms: Atoms, name: str = "input") -> None:
+    """Refuse a structure in which two atoms are closer than any chemical bond (a clash, in Å: below
+    ``CLASH_FRACTION`` × the sum of ASE's covalent radii, or ``CLASH_FLOOR_A``), minimum image in cells.
+
+    An ML potential is undefined there, and optimisers started from it end in spurious minima (the demo
+    potential turns two H atoms 0.46 Å apart into an H₂ on a carbon) that then look like results.
+    """
+    from ase.data import covalent_radii
+
+    radii = covalent_radii[atoms.numbers]
+    reach = max(CLASH_FRACTION * 2 * radii.max(), CLASH_FLOOR_A) if len(atoms) else 0.0
+    i, j, d = neighbor_list("ijd", atoms, reach)
+    limit = np.maximum(CLASH_FRACTION * (radii[i] + radii[j]), CLASH_FLOOR_A)
+    close = (i < j) & (d < limit)
+    if close.any():
+        symbols = atoms.get_chemical_symbols()
+        pairs = sorted(zip(d[close].tolist(), i[close].tolist(), j[close].tolist()))
+        shown = "; ".join(f"atoms {a} ({symbols[a]}) and {b} ({symbols[b]}) {r:.3f} Å apart" for r, a, b in pairs[:5])
+        raise InvalidStructureError(
+            f"the {name} structure has {len(pairs)} clash(es), atoms closer than any chemical bond: {shown} "
+            "(0-based indices). An ML potential has no meaning there and an optimiser would end in a spurious "
+            "minimum: fix the structure (a misplaced or duplicated atom, wrong units, or a wrong cell?)"
+        )

@@ -34,7 +34,13 @@ from mlcalc.workflows.constraints import (
     max_force,
 )
 from mlcalc.workflows.errors import ConstraintNotHeldError, NotConvergedError
-from mlcalc.workflows.fragments import bond_pairs, moving_group, set_coordinate
+from mlcalc.workflows.fragments import (
+    bond_pairs,
+    check_dihedrals_in_one_molecule,
+    check_no_clash,
+    moving_group,
+    set_coordinate,
+)
 from mlcalc.workflows.internal import (
     InternalCoordinate,
     check_coordinates,
@@ -115,7 +121,44 @@ def optimize(
 
     Returns:
         An :class:`OptimizationResult`; check ``converged`` (or call ``raise_if_not_converged()``).
+
+    Raises:
+        InvalidStructureError: two atoms clash (closer than any chemical bond).
+        InternalCoordinateError: a bad coordinate, or a dihedral across molecules.
     """
+    constraints = list(constraints)
+    check_coordinates(atoms, constraints)
+    check_dihedrals_in_one_molecule(atoms, constraints)
+    check_no_clash(atoms, "starting")
+    return optimize_checked(
+        atoms,
+        calc,
+        constraints,
+        backend=backend,
+        fmax=fmax,
+        steps=steps,
+        optimizer=optimizer,
+        constraint_tol=constraint_tol,
+        logfile=logfile,
+        move_fragments=move_fragments,
+    )
+
+
+def optimize_checked(
+    atoms: Atoms,
+    calc: BaseCalculator,
+    constraints: Sequence[InternalCoordinate],
+    *,
+    backend: str = "ase",
+    fmax: float = 0.01,
+    steps: int = 1000,
+    optimizer: Union[str, type[Optimizer]] = "BFGS",
+    constraint_tol: float = 1e-6,
+    logfile: Optional[str] = None,
+    move_fragments: bool = True,
+) -> OptimizationResult:
+    """:func:`optimize` without its clash and molecule checks, for workflows that checked their input
+    structure once (a scan's later points may stretch bonds that those checks read)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not (fmax > 0 and constraint_tol > 0 and steps >= 0):

@@ -26,8 +26,9 @@ from ase.calculators.calculator import BaseCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize.optimize import Optimizer
 
+from mlcalc.workflows.endpoints import prepare_endpoint
+from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule
 from mlcalc.workflows.internal import Dihedral, check_coordinates, wrap
-from mlcalc.workflows.optimize import optimize
 from mlcalc.workflows.output import Checkpoint, PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
 from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.scan import parameters_record
@@ -128,12 +129,14 @@ def dihedral_path(
     output: Optional[PathLike] = None,
     resume: bool = True,
     progress: bool = False,
+    relax_endpoints: bool = True,
 ) -> PathResult:
     """Drive ``guide`` from its value in ``initial`` to its value in ``final`` (seed 000, eqs. 8–11).
 
     Args:
-        initial, final: the endpoint structures (same atoms, same order), usually optimised minima;
-            they are evaluated as given.
+        initial, final: the endpoint structures (same atoms, same order). Each is relaxed to a minimum
+            of ``calc`` unless its largest force is already below ``fmax`` (see
+            :mod:`mlcalc.workflows.endpoints`); the barrier is measured from the relaxed initial structure.
         calc: any ASE calculator.
         guide: the guiding dihedral (0-based indices; leave ``target`` unset).
         n_intermediates: I, the number of intermediates (α = 1/(I + 1)).
@@ -145,6 +148,7 @@ def dihedral_path(
         output: directory for the outputs and checkpoint (``None``: nothing written, no resuming).
         resume: continue from the checkpoint in ``output``.
         progress: show a progress bar.
+        relax_endpoints: ``False`` uses the endpoints as given and refuses one that is not a minimum.
     """
     if len(initial) != len(final) or (initial.numbers != final.numbers).any():
         raise ValueError("the initial and final structures must have the same atoms in the same order")
@@ -155,8 +159,13 @@ def dihedral_path(
     if guide.target is not None or (partner is not None and partner.target is not None):
         raise ValueError("the driven dihedrals take their targets from the endpoints: leave target unset")
     coordinates = [guide] if partner is None else [guide, partner]
-    check_coordinates(initial, coordinates)
-    check_coordinates(final, coordinates)
+    for structure in (initial, final):
+        check_coordinates(structure, coordinates)
+        check_dihedrals_in_one_molecule(structure, coordinates)
+    initial, final = (
+        prepare_endpoint(structure, calc, name=name, relax=relax_endpoints, fmax=fmax, steps=max(steps, 1000))
+        for structure, name in ((initial, "initial"), (final, "final"))
+    )
     targets = [driven_targets(c.value(initial), c.value(final), n_intermediates, direction) for c in coordinates]
     plan = [
         Step(targets={i: t[n] for i, t in enumerate(targets)}, start="initial" if n == 0 else n - 1, tag="driven")
@@ -203,11 +212,6 @@ def _evaluate(atoms: Atoms, calc: BaseCalculator) -> Atoms:
     copy = atoms.copy()
     copy.calc = SinglePointCalculator(copy, energy=energy, forces=forces)
     return copy
-
-
-def relax_endpoint(atoms: Atoms, calc: BaseCalculator, fmax: float = 0.01, steps: int = 1000) -> Atoms:
-    """Unconstrained minimum of ``atoms`` (a copy; raises :class:`NotConvergedError` if it does not converge)."""
-    return optimize(atoms, calc, [], fmax=fmax, steps=steps).raise_if_not_converged().atoms
 
 
 def path_rmsd(images_a: Sequence[Atoms], images_b: Sequence[Atoms]) -> np.ndarray:

@@ -26,6 +26,7 @@ from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 from ase.optimize.optimize import Optimizer
 
+from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no_clash
 from mlcalc.workflows.internal import Dihedral, InternalCoordinate, check_coordinates, resolve_targets
 from mlcalc.workflows.output import (
     Checkpoint,
@@ -276,6 +277,8 @@ def relaxed_scan(
         raise ValueError("scanned coordinates take their values from the grid: leave their target unset")
     fixed = resolve_targets(atoms, list(fixed))
     check_coordinates(atoms, [*coordinates, *fixed])
+    check_dihedrals_in_one_molecule(atoms, [*coordinates, *fixed])
+    check_no_clash(atoms, "starting")
     if len(coordinates) == 1:
         grids = [scan_grid(atoms, coordinates[0], grid)]
     else:
