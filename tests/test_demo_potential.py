@@ -248,3 +248,24 @@ def test_info_finds_the_bundled_potential_by_name(capsys):
 
     assert main(["info", "demo"]) == 0
     assert "mlcalc-demo-hipnn-gfn2xtb" in capsys.readouterr().out
+
+
+def test_water_density_drift_is_a_least_squares_line_and_decides_equilibrated():
+    from scipy.stats import linregress
+
+    from mlcalc.demo.water import WaterResult
+
+    times = np.arange(1, 41) * 0.05
+    noise = np.random.default_rng(3).normal(0.0, 0.01, times.size)
+
+    def result(densities: np.ndarray) -> WaterResult:
+        zeros = np.zeros_like(times)
+        return WaterResult(32, times, densities, zeros, zeros, zeros, 0.0, 0.0, 1.0, "PythonForce", "CPU")
+
+    falling, flat = result(0.957 - 0.09 * times + noise), result(0.997 + noise)
+    for water in (falling, flat):
+        half = times[20:]
+        fit = linregress(half, water.densities[20:])
+        assert water.density_drift == pytest.approx(fit.slope * (half[-1] - half[0]), rel=1e-10)
+    assert not falling.density_equilibrated  # falls 0.09 g/cm³ per ps: 0.086 over the second half
+    assert flat.density_equilibrated

@@ -25,7 +25,6 @@ from mlcalc.workflows import NEBResult, make_band, optimize, relax_endpoint, run
 from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 GAUCHE_START_DEG = 65.0
-NEB_FMAX = 0.02  # eV/Å
 NEB_STEPS = 1000
 ENDPOINT_FMAX = 1e-3  # eV/Å
 
@@ -99,16 +98,17 @@ class BarrierResult:
         ]
 
 
-def anti_gauche_neb(calc: BaseCalculator, n_images: int, output: Path) -> NEBResult:
+def anti_gauche_neb(calc: BaseCalculator, n_images: int, output: Path, progress: bool = False) -> NEBResult:
     """End points relaxed with ``calc``, an IDPP band of ``n_images`` interior images, climbing-image NEB."""
     band = make_band(*butane_endpoints(calc), n_images)
-    return run_neb(band, calc, climb=True, fmax=NEB_FMAX, steps=NEB_STEPS, output=output)
+    return run_neb(band, calc, climb=True, steps=NEB_STEPS, output=output, progress=progress)  # fmax 0.01 eV/Å
 
 
-def butane_barrier(potential: Potential, output: Path, n_images: int) -> BarrierResult:
-    """Both NEBs; the workflows' files go to ``output``/demo and ``output``/gfn2-xtb."""
-    demo = anti_gauche_neb(MLCalculator(potential), n_images, output / "demo")
-    xtb = anti_gauche_neb(gfn2_xtb(), n_images, output / "gfn2-xtb")
+def butane_barrier(potential: Potential, output: Path, n_images: int, progress: bool = False) -> BarrierResult:
+    """Both NEBs; the workflows' files go to ``output``/demo and ``output``/gfn2-xtb; ``progress``: a
+    progress bar per NEB on stderr."""
+    demo = anti_gauche_neb(MLCalculator(potential), n_images, output / "demo", progress)
+    xtb = anti_gauche_neb(gfn2_xtb(), n_images, output / "gfn2-xtb", progress)
     on_demo = single_points(demo.images, gfn2_xtb())
     return BarrierResult(
         demo=demo,

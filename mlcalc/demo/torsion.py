@@ -71,14 +71,14 @@ class TorsionResult:
         ]
 
 
-def butane_torsion(potential: Potential, output: Path, step_deg: float) -> TorsionResult:
-    """Scan 180° → −180° + ``step_deg`` with both methods; the workflows' files go to ``output``."""
+def butane_torsion(potential: Potential, output: Path, step_deg: float, progress: bool = False) -> TorsionResult:
+    """Scan 180° → −180° + ``step_deg`` with both methods; the workflows' files go to ``output``;
+    ``progress``: a progress bar per scan on stderr."""
     grid = np.arange(180.0, -180.0 + 1e-6, -step_deg)[: int(round(360.0 / step_deg))]
     butane = molecule("trans-butane")
-    demo = relaxed_scan(
-        butane, MLCalculator(potential), BUTANE_CCCC, grid, fmax=FMAX, output=output / "demo", resume=False
-    )
-    xtb = relaxed_scan(butane, gfn2_xtb(), BUTANE_CCCC, grid, fmax=FMAX, output=output / "gfn2-xtb", resume=False)
+    options = dict(fmax=FMAX, resume=False, progress=progress)
+    demo = relaxed_scan(butane, MLCalculator(potential), BUTANE_CCCC, grid, output=output / "demo", **options)
+    xtb = relaxed_scan(butane, gfn2_xtb(), BUTANE_CCCC, grid, output=output / "gfn2-xtb", **options)
     demo_images = demo.images
     on_demo = single_points(demo_images, gfn2_xtb())
     return TorsionResult(

@@ -12,6 +12,7 @@ and box: the two engines run the same file.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ FRICTION_PER_PS = 5.0  # tight coupling: the minimised start heats to 300 K with
 BAROSTAT_INTERVAL = 25  # steps
 REPORT_FS = 50.0
 GRAMS_PER_DALTON = 1.66053906660e-24
+#: Liquid water at 300 K and 0.1 MPa, g/cm³ (IAPWS-95: 996.51 kg/m³).
+EXPERIMENTAL_DENSITY = 0.99651
 GAS_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
 
 
@@ -60,6 +63,22 @@ class WaterResult:
         return slice(len(self.times_ps) // 2, None)
 
     @property
+    def density_drift(self) -> float:
+        """Change of the density over the second half by a least-squares line, g/cm³."""
+        times, densities = self.times_ps[self.second_half], self.densities[self.second_half]
+        if len(times) < 2:
+            return float("nan")
+        slope = np.polyfit(times, densities, 1)[0]
+        return float(slope * (times[-1] - times[0]))
+
+    @property
+    def density_equilibrated(self) -> bool:
+        """False while the density still drifts over the second half by more than twice its fluctuations
+        (standard deviation; pure noise drifts by 0.7 of it on average): its mean is no equilibrium density."""
+        drift = self.density_drift
+        return bool(np.isfinite(drift) and abs(drift) <= 2 * self.densities[self.second_half].std())
+
+    @property
     def relative_difference(self) -> float:
         return abs(self.energy_openmm_eV - self.energy_ase_eV) / abs(self.energy_ase_eV)
 
@@ -80,9 +99,12 @@ def water_box(box_nm: float) -> app.Modeller:
     return modeller
 
 
-def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, seed: int = 7) -> WaterResult:
+def water_npt(
+    potential: Potential, picoseconds: float, box_nm: float = 1.0, seed: int = 7, progress: bool = False
+) -> WaterResult:
     """Run the NPT simulation (``picoseconds`` long) and return its record; ``seed`` fixes the thermostat's
-    noise, the starting velocities and the barostat's moves, so a run repeats bit for bit."""
+    noise, the starting velocities and the barostat's moves, so a run repeats bit for bit; ``progress``:
+    a progress bar on stderr (ps simulated, ns/day)."""
     modeller = water_box(box_nm)
     topology = modeller.topology
     system = create_system(topology, potential, hydrogen_mass=HYDROGEN_MASS * unit.amu)
@@ -106,9 +128,12 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
     interval = max(1, int(round(REPORT_FS / TIMESTEP_FS)))
     n_reports = max(1, int(round(picoseconds * 1000.0 / TIMESTEP_FS / interval)))
     records = []
+    bar = _progress_bar(n_reports * interval) if progress else None
     began = time.perf_counter()
     for _ in range(n_reports):
         simulation.step(interval)
+        if bar is not None:
+            bar.update(interval)
         state = simulation.context.getState(getPositions=True, getEnergy=True)
         frame = _frame(numbers, state)
         kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
@@ -122,6 +147,8 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
             )
         )
     seconds = time.perf_counter() - began
+    if bar is not None:
+        bar.close()
     frame.calc = MLCalculator(potential)
     times, densities, temperatures, longest, hierarchy = (np.array(column) for column in zip(*records))
     return WaterResult(
@@ -137,6 +164,12 @@ def water_npt(potential: Potential, picoseconds: float, box_nm: float = 1.0, see
         openmm_force=IMPLEMENTATIONS[implementation_of(system.getForce(0))],
         platform=platform.getName(),
     )
+
+
+def _progress_bar(steps: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=f"water NPT ({TIMESTEP_FS:g} fs steps)", unit="step", file=sys.stderr)
 
 
 def _frame(numbers: np.ndarray, state: openmm.State) -> Atoms:

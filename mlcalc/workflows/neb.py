@@ -12,9 +12,10 @@ Outputs (``write``): ``neb.extxyz`` (the band with energies and forces), ``neb.j
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
@@ -158,6 +159,7 @@ def run_neb(
     logfile: Optional[str] = None,
     output: Optional[PathLike] = None,
     relax_endpoints: bool = True,
+    progress: bool = False,
 ) -> NEBResult:
     """Relax a band with ASE's NEB, evaluating every band in one calculator call.
 
@@ -178,6 +180,7 @@ def run_neb(
         relax_endpoints: relax an endpoint whose largest force is above ``fmax`` to its minimum (the
             interior images stay); ``False`` refuses such an endpoint instead. See
             :mod:`mlcalc.workflows.endpoints`.
+        progress: show a progress bar on stderr (optimiser steps, with the band's largest force).
 
     Returns:
         A :class:`NEBResult`; check ``converged``.
@@ -205,9 +208,15 @@ def run_neb(
     neb = DyNEB(
         band, k=k, climb=climb, method=method, dynamic_relaxation=dynamic, fmax=fmax, scale_fmax=1.0 if dynamic else 0.0
     )
+    uncounted_forces = neb.get_forces
     evaluations = _count_calls(neb)
     dynamics = optimizer(neb, logfile=logfile)
-    converged = bool(dynamics.run(fmax=fmax, steps=steps))
+    bar = _progress_bar(dynamics, uncounted_forces, steps, fmax) if progress else None
+    try:
+        converged = bool(dynamics.run(fmax=fmax, steps=steps))
+    finally:
+        if bar is not None:
+            bar.close()
     band_evaluations = evaluations[0]
     forces = neb.get_forces()  # cached: no calculator call
     final_fmax = float(np.sqrt((forces**2).sum(axis=1)).max())
@@ -229,6 +238,22 @@ def run_neb(
     if output is not None:
         result.write(output)
     return result
+
+
+def _progress_bar(dynamics: Optimizer, band_forces: Callable[[], np.ndarray], steps: int, fmax: float):
+    """A tqdm bar over the optimiser's steps (at most ``steps``), showing the band's largest force
+    (``band_forces``: the NEB's, cached after each step, so no model call)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc="NEB", unit="step", file=sys.stderr, leave=True)
+
+    def update() -> None:
+        largest = float(np.sqrt((band_forces() ** 2).sum(axis=1)).max())
+        bar.set_postfix_str(f"fmax {largest:.3g} → {fmax:g} eV/Å", refresh=False)
+        bar.update(1)
+
+    dynamics.attach(update, interval=1)
+    return bar
 
 
 def _count_calls(neb: DyNEB) -> list[int]:
