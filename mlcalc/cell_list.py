@@ -347,7 +347,9 @@ def cell_list_pairs(
         slots = kept_slots[c]
         stop = written + pairs.shape[0]
         edge_index[0, written:stop].copy_(torch.div(pairs, k_combos, rounding_mode="floor") + chunk_first_atoms[c])
-        torch.index_select(ext_atom, 0, slots, out=edge_index[1, written:stop])
+        # the aten op, not torch.index_select: torch_geometric (which SevenNet imports) replaces that Python
+        # function with its own, which TorchScript then fails to compile
+        torch.ops.aten.index_select(ext_atom, 0, slots, out=edge_index[1, written:stop])
         for d in range(3):
             torch.add(
                 chunk_pair_shifts[c][d].index_select(0, pairs),

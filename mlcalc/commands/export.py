@@ -9,16 +9,27 @@ from pathlib import Path
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export",
-        help="convert a TorchANI, hippynn, SchNetPack or MACE model into an mlcalc potential file",
+        help="convert a model of another package (TorchANI, hippynn, SchNetPack, MACE; or a TorchScript file "
+        "exported for LAMMPS, e.g. SevenNet's) into an mlcalc potential file",
         description="Convert a model trained in another package into an mlcalc potential file, with the "
-        "adapter of that family (installed separately, e.g. `pip install ./plugins/torchani`).",
+        "adapter of that family (installed separately, e.g. `pip install ./plugins/torchani`), or import a "
+        "TorchScript file another tool exported for LAMMPS (--from torchscript recognises its kind; no family "
+        "package needed).",
+        epilog="examples: mlcalc export --from torchani ani.pt ani-mlcalc.pt; "
+        "mlcalc export --from torchscript deployed_serial.pt sevennet.pt",
     )
     parser.add_argument("source", nargs="?", help="the family's model file or checkpoint")
     parser.add_argument("output", nargs="?", type=Path, help="the mlcalc file to write")
     parser.add_argument(
-        "--from", dest="family", metavar="FAMILY", help="the model's family (see --list), e.g. torchani"
+        "--from",
+        dest="family",
+        metavar="FAMILY",
+        help="the model's family or foreign TorchScript format (see --list), e.g. torchani, sevennet-lammps; "
+        "torchscript: recognise a foreign TorchScript file by its metadata",
     )
-    parser.add_argument("--list", action="store_true", help="list the installed adapters and exit")
+    parser.add_argument(
+        "--list", action="store_true", help="list the installed adapters and the foreign TorchScript formats, and exit"
+    )
     parser.add_argument("--dtype", choices=["float32", "float64"], help="dtype of the file (default: the model's)")
     parser.add_argument("--name", help="name recorded in the file's metadata")
     parser.add_argument("--description", help="description recorded in the file's metadata")
@@ -40,18 +51,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import mlcalc.foreign
     import mlcalc.plugins
     from mlcalc.errors import PluginError
 
     if args.list:
         installed = mlcalc.plugins.available()
         for family, distribution in installed.items():
-            print(f"{family:<12} {distribution}")
+            print(f"{family:<16} {distribution}")
         if not installed:
             print("no adapters installed; e.g. `pip install ./plugins/torchani` from the mlcalc repository")
+        for kind in mlcalc.foreign.FORMATS.values():
+            print(f"{kind.name:<16} TorchScript from {kind.family} {kind.checked_versions}, {kind.exporter} (built in)")
         return 0
     if args.family is None:
         raise PluginError("name the model's family with --from FAMILY (installed: see `mlcalc export --list`)")
+    if args.family == "torchscript" or args.family in mlcalc.foreign.FORMATS:
+        return _import_foreign(args)
     adapter = mlcalc.plugins.get(args.family)
     if args.option == ["help"]:
         for key, text in adapter.options.items():
@@ -81,5 +97,37 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {args.output}: {metadata.name}, cutoff {metadata.cutoff:g} {metadata.length_unit}, "
         f"species {' '.join(metadata.symbols)}, {metadata.energy_unit}, {metadata.dtype}"
+    )
+    return 0
+
+
+def _import_foreign(args: argparse.Namespace) -> int:
+    """``--from torchscript`` or ``--from <foreign format>``: import a TorchScript file made for LAMMPS."""
+    import mlcalc.foreign
+    from mlcalc.errors import PluginError
+
+    ignored = [
+        flag for flag, value in (("--length-unit", args.length_unit), ("--energy-unit", args.energy_unit)) if value
+    ]
+    if ignored or args.option:
+        raise PluginError(
+            f"{', '.join(ignored + ['--option'] * bool(args.option))}: a foreign TorchScript file records its own "
+            "units and takes no options; leave them out"
+        )
+    if args.source is None or args.output is None:
+        raise PluginError("give the TorchScript file to import and the mlcalc file to write: SOURCE OUTPUT")
+    metadata = mlcalc.foreign.import_torchscript(
+        args.source,
+        args.output,
+        None if args.family == "torchscript" else args.family,
+        name=args.name,
+        description=args.description,
+        dtype=args.dtype,
+        allow_untested_version=args.allow_untested_version,
+    )
+    print(
+        f"wrote {args.output}: {metadata.name} ({metadata.extra['family']} {metadata.extra['family_version']}), "
+        f"cutoff {metadata.cutoff:g} {metadata.length_unit}, {len(metadata.species)} elements, "
+        f"{metadata.energy_unit}, {metadata.dtype}"
     )
     return 0
