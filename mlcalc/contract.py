@@ -13,6 +13,7 @@ version it knows and whose minor version is not newer than its own.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -64,14 +65,17 @@ class Metadata:
         check = _checker(self.name or "<unnamed>")
         check(isinstance(self.name, str) and self.name.strip() != "", "name must be a non-empty string")
         check(
-            isinstance(self.cutoff, (int, float)) and self.cutoff > 0 and self.cutoff == self.cutoff,
-            f"cutoff must be a positive number, got {self.cutoff!r}",
+            isinstance(self.cutoff, (int, float)) and 0 < self.cutoff < math.inf,
+            f"cutoff must be a positive number, got {self.cutoff!r}: give the model's cutoff radius in its length unit",
         )
         species = tuple(int(z) for z in self.species)
         check(len(species) > 0, "species (the supported atomic numbers) must not be empty")
         bad = [z for z in species if not 1 <= z < len(chemical_symbols)]
-        check(not bad, f"species holds invalid atomic numbers {bad}")
-        check(len(set(species)) == len(species), f"species holds repeated atomic numbers {species}")
+        check(not bad, f"species holds invalid atomic numbers {bad}: list elements by atomic number, 1 (H) to 118")
+        check(
+            len(set(species)) == len(species),
+            f"species holds repeated atomic numbers {species}: list each element once",
+        )
         check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         object.__setattr__(self, "cutoff", float(self.cutoff))
         object.__setattr__(self, "species", tuple(sorted(species)))
@@ -105,7 +109,10 @@ class Metadata:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(record) - known)
         if unknown:
-            raise ContractError(f"{source}: metadata has unknown fields {unknown}; was it written by a newer mlcalc?")
+            raise ContractError(
+                f"{source}: metadata has unknown fields {unknown}, perhaps written by a newer mlcalc: upgrade mlcalc, "
+                "or re-export the model with this one"
+            )
         missing = sorted(k for k in ("name", "cutoff", "species", "length_unit", "energy_unit") if k not in record)
         if missing:
             raise ContractError(f"{source}: metadata lacks {missing}; re-export it with mlcalc.export")

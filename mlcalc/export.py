@@ -51,7 +51,10 @@ def export(
         extra: free-form JSON-serialisable information stored with the metadata.
     """
     if not isinstance(model, torch.nn.Module):
-        raise ContractError(f"export needs a torch.nn.Module, got {type(model).__name__}")
+        raise ContractError(
+            f"export needs a torch.nn.Module, got {type(model).__name__}: pass the model itself (a saved state "
+            "dict or file must first be loaded into its model class)"
+        )
     declared = dict(getattr(model, "mlcalc_metadata", None) or {})
     given = {
         "cutoff": cutoff,
@@ -79,7 +82,10 @@ def export(
         )
     unknown = sorted(set(fields) - set(Metadata.__dataclass_fields__))
     if unknown:
-        raise ContractError(f"the model's mlcalc_metadata has unknown keys {unknown}")
+        raise ContractError(
+            f"the model's mlcalc_metadata has unknown keys {unknown}: remove or rename them (known: "
+            f"{', '.join(sorted(Metadata.__dataclass_fields__))})"
+        )
     fields.setdefault("name", type(model).__name__)
     if fields.get("dtype") is None:  # not setdefault: a mixed-dtype model is fine when dtype= is given
         fields["dtype"] = _parameter_dtype(model)
@@ -131,7 +137,8 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
             if not bool(torch.isfinite(out[key]).all()):
                 raise ContractError(
                     f"the model returned non-finite {key} on a test structure of {len(numbers)} atoms "
-                    f"spaced {0.6 * metadata.cutoff:g} {metadata.length_unit} apart"
+                    f"spaced {0.6 * metadata.cutoff:g} {metadata.length_unit} apart: fix the model so that it gives "
+                    "finite energies and gradients at every distance up to the cutoff"
                 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Callable
 
@@ -10,6 +11,7 @@ import torch
 from ase import Atoms
 
 from mlcalc import torchscript
+from mlcalc.errors import InvalidStructureError, script_error_message
 from mlcalc.graph import CELL_LIST_MIN_ATOMS, MAX_IMAGES, PAIR_CHUNK, build_graph
 
 METHODS = ("auto", "brute", "cell")
@@ -35,11 +37,16 @@ def neighbor_list(
     above), ``"brute"`` or ``"cell"``."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not 0 < cutoff < math.inf:
+        raise ValueError(f"cutoff must be a positive length in Å, got {cutoff!r}")
     positions = torch.as_tensor(atoms.positions, dtype=dtype, device=device)
     cell = torch.as_tensor(atoms.cell.array, dtype=dtype, device=device).unsqueeze(0)
     pbc = torch.as_tensor(atoms.pbc, device=device).unsqueeze(0)
     batch = torch.zeros(len(atoms), dtype=torch.long, device=device)
-    edge_index, shifts = _scripted_build_graph()(
-        positions, cell, pbc, batch, float(cutoff), PAIR_CHUNK, MAX_IMAGES, method, CELL_LIST_MIN_ATOMS
-    )
+    try:
+        edge_index, shifts = _scripted_build_graph()(
+            positions, cell, pbc, batch, float(cutoff), PAIR_CHUNK, MAX_IMAGES, method, CELL_LIST_MIN_ATOMS
+        )
+    except torch.jit.Error as exc:  # the builder's checks of the cell, raised through TorchScript
+        raise InvalidStructureError(script_error_message(exc)) from None
     return edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy(), shifts.cpu().numpy()

@@ -65,7 +65,7 @@ def load_saved_model(path: PathLike, family: str, model_kind: str, also: str = "
         also: other inputs the adapter reads, for the message (e.g. "and hippynn experiment directories").
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file: {path}")
+        raise FileNotFoundError(f"no such file: {path}: give the path of the {family} model file")
     try:
         # a pickled model with scripted parts (e3nn's) loads them through TorchScript
         with torchscript.quiet_deprecation():

@@ -61,7 +61,7 @@ def _parse(text: str, name: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not a whole number of threads") from None
+        raise ValueError(f"{name}={text!r} is not a whole number of threads: give a whole number, 1 or more") from None
     if value < 1:
         raise ValueError(f"{name}={text!r}: the number of threads must be at least 1")
     return value

@@ -157,3 +157,15 @@ def test_dihedrals_within_one_molecule_of_several_and_of_single_atoms_are_allowe
     from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule
 
     check_dihedrals_in_one_molecule(argon, [Dihedral(0, 1, 2, 3)])  # atoms, not molecules: nothing to refuse
+
+
+def test_endpoints_with_atoms_of_one_element_in_another_order(calc, butane):
+    """Swapping two hydrogens on different carbons keeps the elements in order but not the bonds: a
+    dihedral-driven path refuses it, an NEB (which may be a reaction) warns."""
+    _, anti, gauche = butane
+    order = list(range(len(gauche)))
+    order[4], order[13] = 13, 4
+    with pytest.raises(InvalidStructureError, match=r"bonded differently \(only in the initial structure .*order"):
+        dihedral_path(anti, gauche[order], calc, CCCC, 3)
+    with pytest.warns(UserWarning, match=r"bonded differently .* put them in the initial's order"):
+        make_band(anti, gauche[order], 3)

@@ -32,7 +32,20 @@ def select(universe, selection: str = DEFAULT_SELECTION):
     """``selection`` as an AtomGroup: ``"solute"`` is every residue but water and monatomic ions, named in
     any case (a GROMACS file's ``NA+`` and ``CL-`` too); anything else is an MDAnalysis selection."""
     if selection != "solute":
-        return universe.select_atoms(selection)
+        from MDAnalysis.exceptions import SelectionError
+
+        try:
+            return universe.select_atoms(selection)
+        except SelectionError as exc:
+            raise ValueError(
+                f"cannot read the selection {selection!r} ({exc}): write an MDAnalysis selection such as "
+                "'resname ALA', 'protein and not name H*' or 'index 0:9', or use 'solute'"
+            ) from None
+    if not hasattr(universe.residues, "resnames"):  # MDAnalysis's NoDataError is an AttributeError
+        raise ValueError(
+            "the topology has no residue names, so the selection 'solute' cannot tell solute from water: give a "
+            "topology with residues (a PDB such as start.pdb of mlcalc md), or a selection such as --select all"
+        )
     kept = [residue.atoms.indices for residue in universe.residues if not _is_solvent(residue)]
     return universe.atoms[np.concatenate(kept)] if kept else universe.atoms[[]]
 
@@ -75,11 +88,18 @@ def analyze(
     its molecules made whole first (:func:`make_whole`); written to ``output`` if given."""
     atoms = select(universe, selection)
     if len(atoms) == 0:
-        raise ValueError(f"the selection {selection!r} matches no atoms")
+        names = sorted(set(universe.residues.resnames))[:20] if hasattr(universe.residues, "resnames") else []
+        raise ValueError(
+            f"the selection {selection!r} matches no atoms (residues in the topology: {names}): select some of "
+            "them, e.g. --select 'resname ...' or 'index 0:9'"
+        )
     make_whole(atoms)
     frames = len(universe.trajectory)
     if frames < 3:
-        raise ValueError(f"the trajectory has {frames} frame(s); the analyses need at least 3")
+        raise ValueError(
+            f"the trajectory has {frames} frame(s); the analyses need at least 3: write frames more often "
+            "(mlcalc md --trajectory-interval) or run longer"
+        )
     result: dict = {"atoms": len(atoms), "frames": frames, "selection": selection}
     backbone = atoms.select_atoms("backbone")
     if len(backbone.residues) >= 3:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     for path in (args.topology, args.trajectory, *(args.compare or ())):
         if not path.exists():
-            hint = ""
+            hint = ": check the path (mlcalc md writes start.pdb and trajectory.dcd or .xtc into its output directory)"
             if (path.parent / "config.json").exists() and path.name.startswith("trajectory."):
                 hint = (
                     f": {path.parent} holds an mlcalc md run whose production stage has not written a frame yet "

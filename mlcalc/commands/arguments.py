@@ -7,7 +7,10 @@ import argparse
 
 def positive_int(text: str) -> int:
     """``argparse`` type: a whole number of at least 1."""
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value

@@ -11,25 +11,40 @@ from pathlib import Path
 
 from mlcalc.commands.arguments import positive_int
 
+
+def number_in(unit: str):
+    """An ``argparse`` type: a number in ``unit``, refusing one written with a unit ("300K") by name."""
+
+    def convert(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a number in {unit}, got {text!r}: write the number alone"
+            ) from None
+
+    return convert
+
+
 #: Command-line options -> MDConfig fields (type and help); every field of MDConfig can also come from --config.
 OPTIONS = {
     "potential": (str, "potential file (mlcalc.export)"),
     "output": (str, "output directory (default md)"),
     "mode": (str, "ml: the potential for every atom; mlmm: for --ml-selection, the force field for the rest"),
     "ml_selection": (str, "ML atoms for mlmm: solute (default), 'resname ALA', 'index 0-32'"),
-    "padding": (float, "solvent padding, nm (default 1.0)"),
+    "padding": (number_in("nm"), "solvent padding, nm (default 1.0)"),
     "n_waters": (positive_int, "number of waters instead of a padding"),
     "box_shape": (str, "cube (default), octahedron or dodecahedron"),
-    "temperature": (float, "K (default 300)"),
-    "pressure": (float, "bar (default 1)"),
-    "friction": (float, "Langevin friction, 1/ps (default 1)"),
-    "timestep_fs": (float, "fs (default 0.5)"),
-    "nvt": (float, "NVT equilibration, ps (default 100)"),
-    "npt": (float, "NPT equilibration, ps (default 100)"),
-    "production": (float, "production, ps (default 1000)"),
-    "trajectory_interval": (float, "ps between trajectory frames (default 1)"),
-    "state_interval": (float, "ps between state.csv rows (default 1)"),
-    "checkpoint_interval": (float, "ps between checkpoints (default 10)"),
+    "temperature": (number_in("K"), "K (default 300)"),
+    "pressure": (number_in("bar"), "bar (default 1)"),
+    "friction": (number_in("1/ps"), "Langevin friction, 1/ps (default 1)"),
+    "timestep_fs": (number_in("fs"), "fs (default 0.5)"),
+    "nvt": (number_in("ps"), "NVT equilibration, ps (default 100)"),
+    "npt": (number_in("ps"), "NPT equilibration, ps (default 100)"),
+    "production": (number_in("ps"), "production, ps (default 1000)"),
+    "trajectory_interval": (number_in("ps"), "ps between trajectory frames (default 1)"),
+    "state_interval": (number_in("ps"), "ps between state.csv rows (default 1)"),
+    "checkpoint_interval": (number_in("ps"), "ps between checkpoints (default 10)"),
     "trajectory_format": (str, "dcd (default) or xtc"),
     "platform": (str, "OpenMM platform (default: the fastest)"),
     "implementation": (
@@ -37,7 +52,10 @@ OPTIONS = {
         "torch (openmm-torch TorchForce) or python (openmm.PythonForce); default: torch where openmm-torch imports",
     ),
     "seed": (int, "random seed"),
-    "max_temperature": (float, "K above which the run counts as blown up and stops (default 5 x --temperature)"),
+    "max_temperature": (
+        number_in("K"),
+        "K above which the run counts as blown up and stops (default 5 x --temperature)",
+    ),
 }
 
 

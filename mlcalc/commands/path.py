@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mlcalc.commands.arguments import positive_int
 from mlcalc.commands.workflow_arguments import (
     add_model_arguments,
     add_optimizer_arguments,
@@ -37,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--partner", type=coordinate_type("dihedral"), metavar="I,J,K,L", help="a second dihedral driven along"
     )
-    parser.add_argument("--intermediates", type=int, default=19, help="number of intermediates I (default 19)")
+    parser.add_argument("--intermediates", type=positive_int, default=19, help="number of intermediates I (default 19)")
     parser.add_argument(
         "--direction",
         choices=("shortest", "increasing", "decreasing"),

@@ -58,18 +58,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-#: The most points a scan grid may have (a 0.1° grid over a full turn).
-MAX_GRID_POINTS = 3601
-
-
 def grid(current: float, start: Optional[float], stop: Optional[float], step: float) -> Optional[list[float]]:
     """The grid ``start, start+step, ..., stop`` (degrees); without ``start`` and ``stop`` the full circle
     by ``step`` from the grid point nearest ``current`` (``None``: the library's default, 10°). Refuses a zero or
-    non-finite step and grids of more than :data:`MAX_GRID_POINTS` points."""
+    non-finite step and grids of more than :data:`mlcalc.workflows.scan.MAX_GRID_POINTS` points."""
+    from mlcalc.workflows.scan import MAX_GRID_POINTS
+
     if not np.isfinite(step) or step == 0:
         raise ValueError(f"--step must be a non-zero angle in degrees, got {step:g}")
     if (start is None) != (stop is None):
         raise ValueError("give both --start and --stop, or neither")
+    if start is not None and stop is not None and not (np.isfinite(start) and np.isfinite(stop)):
+        raise ValueError(f"--start and --stop must be finite angles in degrees, got {start:g} and {stop:g}")
     span = 360.0 if start is None or stop is None else abs(stop - start)
     if span / abs(step) + 1 > MAX_GRID_POINTS:
         raise ValueError(
@@ -83,7 +83,10 @@ def grid(current: float, start: Optional[float], stop: Optional[float], step: fl
         first = int(np.argmin(np.abs((full - current + 180.0) % 360.0 - 180.0)))
         return [float(v) for v in np.roll(full, -first)]
     if (stop - start) * step < 0:
-        raise ValueError(f"--step {step} does not lead from --start {start} to --stop {stop}")
+        raise ValueError(
+            f"--step {step:g} does not lead from --start {start:g} to --stop {stop:g}: use --step {-step:g} "
+            "(its sign is the direction: a negative step walks the grid down)"
+        )
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
     return [float(start + n * step) for n in range(count)]
 

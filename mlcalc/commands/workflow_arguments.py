@@ -31,7 +31,7 @@ def _read(path: str, index: str):
     from mlcalc.workflows.errors import StructureFileError
 
     if not Path(path).is_file():
-        raise StructureFileError(f"structure file {path} does not exist")
+        raise StructureFileError(f"structure file {path} does not exist: check the path (any format ase.io.read reads)")
     try:
         return read(path, index=index)
     except Exception as exc:  # ASE raises many types for unreadable files; the message says what was wrong

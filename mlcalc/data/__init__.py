@@ -28,14 +28,20 @@ def bundled_model_path(name: str) -> Path:
 def resolve_potential_path(path: Union[str, os.PathLike]) -> Path:
     """``path`` itself when it names a file; else the bundled potential of that name.
 
-    A name that is neither an existing file nor a bundled potential raises FileNotFoundError naming
-    both possibilities and listing the bundled names.
+    A name that is neither an existing file nor a bundled potential (a directory among them) raises
+    FileNotFoundError naming both possibilities and listing the bundled names.
     """
     if Path(path).is_file():
         return Path(path)
     if os.fspath(path) in BUNDLED_MODELS:  # "demo", or Path("demo") from a command line
         return bundled_model_path(os.fspath(path))
+    bundled = ", ".join(sorted(BUNDLED_MODELS))
+    if Path(path).is_dir():
+        raise FileNotFoundError(
+            f"{path} is a directory, not a potential file: give the path of a file written by mlcalc.export, "
+            f"or the name of a bundled potential ({bundled})"
+        )
     raise FileNotFoundError(
-        f"potential file {path} does not exist, and it is not the name of a bundled potential "
-        f"({', '.join(sorted(BUNDLED_MODELS))})"
+        f"potential file {path} does not exist, and it is not the name of a bundled potential ({bundled}): "
+        "check the path, or give the name of a bundled potential"
     )

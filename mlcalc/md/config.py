@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +14,32 @@ from mlcalc.md.files import write_json
 MODES = ("ml", "mlmm")
 BOX_SHAPES = ("cube", "octahedron", "dodecahedron")
 TRAJECTORY_FORMATS = ("dcd", "xtc")
+
+#: Numeric settings: their unit, the lowest value allowed, whether that value itself is allowed, and
+#: whether they count something (whole numbers).
+NUMBERS: dict[str, tuple[str, float, bool, bool]] = {
+    "ph": ("pH units", -math.inf, False, False),
+    "padding": ("nm", 0.0, False, False),
+    "n_waters": ("waters", 1, True, True),
+    "ionic_strength": ("mol/L", 0.0, True, False),
+    "mm_cutoff": ("nm", 0.0, False, False),
+    "temperature": ("K", 0.0, False, False),
+    "pressure": ("bar", 0.0, False, False),
+    "friction": ("1/ps", 0.0, True, False),
+    "timestep_fs": ("fs", 0.0, False, False),
+    "barostat_interval": ("steps", 1, True, True),
+    "minimize_iterations": ("iterations", -1, True, True),  # -1 skips minimisation, 0 runs it to convergence
+    "nvt": ("ps", 0.0, True, False),
+    "npt": ("ps", 0.0, True, False),
+    "production": ("ps", 0.0, True, False),
+    "trajectory_interval": ("ps", 0.0, False, False),
+    "state_interval": ("ps", 0.0, False, False),
+    "checkpoint_interval": ("ps", 0.0, False, False),
+    "seed": ("", -math.inf, False, True),
+    "max_temperature": ("K", 0.0, False, False),
+}
+#: Numeric settings that may be None (unset).
+UNSET_ALLOWED = ("padding", "n_waters", "max_temperature")
 
 
 @dataclasses.dataclass
@@ -24,7 +52,8 @@ class MDConfig:
     ``"index 0-32 40"``. Stage lengths of 0 skip the stage; ``minimize_iterations=0`` minimises to
     convergence and ``-1`` skips minimisation. Stage lengths and intervals must be whole numbers of
     time steps. ``max_temperature`` (K; default 5 × ``temperature``) stops a run that blew up (see
-    :mod:`mlcalc.md.guard`).
+    :mod:`mlcalc.md.guard`). Solvation adds ``padding`` nm of water (default 1.0) or ``n_waters`` waters.
+    Numbers out of range (:data:`NUMBERS`) are refused with a message naming the setting.
     """
 
     structure: str
@@ -38,7 +67,7 @@ class MDConfig:
     ph: float = 7.0
     solvate: bool = True
     box_shape: str = "cube"
-    padding: Optional[float] = 1.0
+    padding: Optional[float] = None  # nm; 1.0 when n_waters is not given either
     n_waters: Optional[int] = None
     ionic_strength: float = 0.0  # mol/L of NaCl on top of neutralising ions
     mm_cutoff: float = 1.0
@@ -61,7 +90,9 @@ class MDConfig:
     max_temperature: Optional[float] = None
 
     def __post_init__(self) -> None:
-        self.forcefield = tuple(self.forcefield)
+        self.forcefield = (self.forcefield,) if isinstance(self.forcefield, str) else tuple(self.forcefield)
+        for name, (unit, lowest, inclusive, whole) in NUMBERS.items():
+            check_number(name, getattr(self, name), unit, lowest, inclusive, whole)
         checks = [
             (self.mode in MODES, f"mode must be one of {MODES}, got {self.mode!r}"),
             (self.box_shape in BOX_SHAPES, f"box_shape must be one of {BOX_SHAPES}, got {self.box_shape!r}"),
@@ -73,15 +104,9 @@ class MDConfig:
                 self.implementation in (None, "torch", "python"),
                 "implementation must be 'torch', 'python' or omitted (the TorchForce where openmm-torch is installed)",
             ),
-            (self.timestep_fs > 0 and self.temperature > 0 and self.friction >= 0, "need timestep, temperature > 0"),
-            (min(self.nvt, self.npt, self.production) >= 0, "stage lengths must be >= 0 ps"),
-            (
-                min(self.trajectory_interval, self.state_interval, self.checkpoint_interval) > 0,
-                "report and checkpoint intervals must be > 0 ps",
-            ),
             (
                 not (self.solvate and self.padding is not None and self.n_waters is not None),
-                "give either padding or n_waters for solvation, not both",
+                f"padding = {self.padding} nm and n_waters = {self.n_waters} were both given: give one of them",
             ),
         ]
         for ok, message in checks:
@@ -126,23 +151,62 @@ class MDConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "MDConfig":
-        known = {field.name for field in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        known = {field.name for field in fields}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown MD settings {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown MD settings {unknown}; known: {sorted(known)}: check their spelling")
+        required = [
+            f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            options = " and ".join(f"--{name}" if name != "structure" else "STRUCTURE" for name in missing)
+            raise ValueError(
+                f"the MD settings lack {missing}: give them in the config file or on the command line ({options})"
+            )
         return cls(**data)
 
     @classmethod
     def from_file(cls, path: Path, **overrides) -> "MDConfig":
         """Read a JSON or TOML (Python >= 3.11) file; ``overrides`` (not None) take precedence."""
         path = Path(path)
-        if path.suffix == ".toml":
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"config file {path} does not exist: give the path of a JSON or TOML file of MD settings"
+            )
+        toml = path.suffix == ".toml"
+        if toml:
             try:
                 import tomllib
             except ImportError as exc:  # Python 3.10
                 raise ValueError("TOML config files need Python >= 3.11; use JSON") from exc
-            data = tomllib.loads(path.read_text())
-        else:
-            data = json.loads(path.read_text())
+        try:
+            data = tomllib.loads(path.read_text()) if toml else json.loads(path.read_text())
+        except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+            form = "TOML (name = value lines)" if toml else 'a JSON object ({"name": value, ...})'
+            raise ValueError(f"cannot read the config file {path} ({exc}): write it as {form}") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"the config file {path} holds a {type(data).__name__}, not a table of settings: write a JSON object "
+                '({"name": value, ...}) of MDConfig fields'
+            )
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data)
+
+
+def check_number(name: str, value: object, unit: str, lowest: float, inclusive: bool, whole: bool) -> None:
+    """Raise a ValueError naming setting ``name`` unless ``value`` is a finite number (a whole one if ``whole``)
+    of at least (``inclusive``) or above ``lowest``; ``None`` passes for the settings in :data:`UNSET_ALLOWED`."""
+    if value is None and name in UNSET_ALLOWED:
+        return
+    in_unit = f", in {unit}" if unit else ""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number{in_unit}, got {value!r}: write the number alone{in_unit}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} is {value!r}: give a finite number{in_unit}")
+    if whole and value != int(value):
+        raise ValueError(f"{name} = {value!r} is not a whole number: give a whole number{in_unit}")
+    if value < lowest or (value == lowest and not inclusive):
+        bound = f"{'of at least' if inclusive else 'above'} {lowest:g}{' ' + unit if unit else ''}"
+        raise ValueError(f"{name} = {value!r}{' ' + unit if unit else ''} is out of range: give a value {bound}")

@@ -238,7 +238,10 @@ class Run:
     def _reopen(cls, directory: Path, changes: Optional[dict] = None) -> tuple["Run", app.PDBFile]:
         directory = Path(directory)
         if not (directory / CONFIG).exists():
-            raise FileNotFoundError(f"{directory} holds no run ({CONFIG} missing)")
+            raise FileNotFoundError(
+                f"{directory} holds no run ({CONFIG} missing): give the output directory of an mlcalc md run, or "
+                "start a new run (mlcalc md STRUCTURE --potential FILE, or --config FILE)"
+            )
         config = MDConfig.from_dict({**json.loads((directory / CONFIG).read_text()), **(changes or {})})
         start = app.PDBFile(str(directory / START))
         return cls(config, directory, start.topology, start.positions), start

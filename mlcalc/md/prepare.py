@@ -18,7 +18,7 @@ def read_structure(path) -> tuple[app.Topology, unit.Quantity]:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
-        raise FileNotFoundError(f"structure file {path} does not exist")
+        raise FileNotFoundError(f"structure file {path} does not exist: check the path (a PDB, mmCIF or SDF file)")
     if suffix in (".pdb", ".ent"):
         structure = app.PDBFile(str(path))
     elif suffix in (".cif", ".mmcif", ".pdbx"):
@@ -142,9 +142,25 @@ def select_atoms(topology: app.Topology, selection: str) -> list[int]:
         atoms = []
         for word in words[1:]:
             first, _, last = word.partition("-")
-            atoms += list(range(int(first), int(last or first) + 1))
+            try:
+                atoms += list(range(int(first), int(last or first) + 1))
+            except ValueError:
+                raise ValueError(
+                    f"cannot read {word!r} in the ML selection {selection!r}: give 0-based atom indices and ranges, "
+                    "e.g. 'index 0-32 40'"
+                ) from None
+        outside = [i for i in atoms if not 0 <= i < topology.getNumAtoms()]
+        if outside:
+            raise ValueError(
+                f"the ML selection {selection!r} names atoms outside the structure's 0..{topology.getNumAtoms() - 1} "
+                f"({', '.join(map(str, outside[:3]))}, ...): give 0-based indices of the prepared structure (start.pdb)"
+            )
     else:
         raise ValueError(f"cannot read the ML selection {selection!r}: use solute, all, 'resname ...' or 'index ...'")
     if not atoms:
-        raise ValueError(f"the ML selection {selection!r} matches no atoms")
+        names = sorted({residue.name for residue in topology.residues()})
+        raise ValueError(
+            f"the ML selection {selection!r} matches no atoms: the structure's residues are {names[:20]}; "
+            "select some of them (resname ...), or atoms by 0-based index (index ...)"
+        )
     return atoms

@@ -21,7 +21,7 @@ def truncate_dcd(path: Path, frames: int) -> None:
     with open(path, "r+b") as stream:
         header = stream.read(100)
         if len(header) < 100 or header[4:8] != b"CORD":
-            raise ValueError(f"{path} is not a DCD file")
+            raise ValueError(f"{path} is not a DCD file; {_restart(path)}")
         first_step, interval = struct.unpack("<2i", header[12:20])
         has_cell = struct.unpack("<i", header[48:52])[0] != 0
         (comment_bytes,) = struct.unpack("<i", header[92:96])
@@ -31,7 +31,9 @@ def truncate_dcd(path: Path, frames: int) -> None:
         frame_bytes = (56 if has_cell else 0) + 3 * (8 + 4 * atoms)
         available = (os.path.getsize(path) - header_bytes) // frame_bytes
         if frames > available:
-            raise ValueError(f"{path} holds {available} complete frames, fewer than the checkpoint's {frames}")
+            raise ValueError(
+                f"{path} holds {available} complete frames, fewer than the checkpoint's {frames}; {_restart(path)}"
+            )
         stream.truncate(header_bytes + frames * frame_bytes)
         # The header's frame count and last step, as OpenMM's DCDFile keeps them.
         stream.seek(8)
@@ -47,7 +49,7 @@ def truncate_xtc(path: Path, frames: int) -> None:
     with XTCFile(str(path)) as xtc:
         offsets = list(xtc.offsets)
     if frames > len(offsets):
-        raise ValueError(f"{path} holds {len(offsets)} frames, fewer than the checkpoint's {frames}")
+        raise ValueError(f"{path} holds {len(offsets)} frames, fewer than the checkpoint's {frames}; {_restart(path)}")
     if frames < len(offsets):
         os.truncate(path, offsets[frames])
 
@@ -57,7 +59,10 @@ def truncate_trajectory(path: Path, frames: int) -> None:
     before its first frame leaves an empty file or half a header, which the reporter then writes anew)."""
     if not path.exists():
         if frames:
-            raise ValueError(f"the trajectory {path} is missing but the checkpoint counts {frames} frames")
+            raise ValueError(
+                f"the trajectory {path} is missing but the checkpoint counts {frames} frames: put it back, or "
+                f"{_restart(path)}"
+            )
         return
     if frames == 0:
         path.unlink()
@@ -94,3 +99,8 @@ def _step(row: list[str]) -> float:
         return int(row[0])
     except ValueError:
         return float("inf")
+
+
+def _restart(path: Path) -> str:
+    """The way out of a damaged trajectory: run again from the first step."""
+    return f"start the run again from its first step with mlcalc md --restart {path.parent}"

@@ -39,7 +39,10 @@ class FixInternalCoordinates(FixInternals):
     def __init__(self, coordinates: Sequence[InternalCoordinate], mic: bool = False, epsilon: float = 1e-7):
         missing = [c.name for c in coordinates if c.target is None]
         if missing:
-            raise InternalCoordinateError(f"FixInternalCoordinates needs targets; {', '.join(missing)} has none")
+            raise InternalCoordinateError(
+                f"FixInternalCoordinates needs targets; {', '.join(missing)} has none: give each a target=, or take "
+                "the current values with mlcalc.workflows.internal.resolve_targets(atoms, coordinates)"
+            )
         super().__init__(
             bonds=[[c.target, list(c.indices)] for c in coordinates if isinstance(c, Distance)],
             angles_deg=[[c.target, list(c.indices)] for c in coordinates if isinstance(c, Angle)],

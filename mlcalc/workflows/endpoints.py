@@ -96,12 +96,38 @@ def prepare_endpoint(
     return relax_endpoint(atoms, calc, fmax, steps, name=name)
 
 
-def _check_bonds_kept(before: Atoms, after: Atoms, name: str) -> None:
-    old = {tuple(pair) for pair in bond_pairs(before).tolist()}
-    new = {tuple(pair) for pair in bond_pairs(after).tolist()}
-    if old == new:
-        return
-    symbols = before.get_chemical_symbols()
+def check_same_atoms(initial: Atoms, final: Atoms) -> None:
+    """Refuse endpoints with different atoms or atoms in another order, naming the first difference."""
+    if len(initial) != len(final):
+        raise ValueError(
+            f"the initial and final structures have different atoms ({initial.get_chemical_formula()}, "
+            f"{len(initial)} atoms; {final.get_chemical_formula()}, {len(final)}): give two structures of the same "
+            "atoms in the same order"
+        )
+    differ = np.flatnonzero(initial.numbers != final.numbers)
+    if len(differ):
+        k = int(differ[0])
+        raise ValueError(
+            f"atom {k} is {initial.get_chemical_symbols()[k]} in the initial structure but "
+            f"{final.get_chemical_symbols()[k]} in the final one ({len(differ)} atoms differ): put the final "
+            "structure's atoms in the initial's order"
+        )
+
+
+def bond_changes(initial: Atoms, final: Atoms) -> str:
+    """The covalent bonds (ASE's radii) that only one of two structures of the same atoms has, described
+    ("" when they are bonded alike). Atoms of one element in another order show up here."""
+    return _describe_changes(
+        initial, _bonds(initial), _bonds(final), "only in the initial structure", "only in the final"
+    )
+
+
+def _bonds(atoms: Atoms) -> set[tuple[int, int]]:
+    return {(int(i), int(j)) for i, j in bond_pairs(atoms).tolist()}
+
+
+def _describe_changes(atoms: Atoms, old: set, new: set, gone: str, added: str) -> str:
+    symbols = atoms.get_chemical_symbols()
 
     def show(pairs: set) -> str:
         listed = sorted(pairs)
@@ -110,11 +136,18 @@ def _check_bonds_kept(before: Atoms, after: Atoms, name: str) -> None:
 
     changes = []
     if old - new:
-        changes.append(f"broke {show(old - new)}")
+        changes.append(f"{gone} {show(old - new)}")
     if new - old:
-        changes.append(f"formed {show(new - old)}")
+        changes.append(f"{added} {show(new - old)}")
+    return "; ".join(changes)
+
+
+def _check_bonds_kept(before: Atoms, after: Atoms, name: str) -> None:
+    changes = _describe_changes(before, _bonds(before), _bonds(after), "broke", "formed")
+    if not changes:
+        return
     raise InvalidStructureError(
-        f"relaxing the {name} structure {' and '.join(changes)} (0-based atom indices; bonds by ASE's covalent "
+        f"relaxing the {name} structure {changes} (0-based atom indices; bonds by ASE's covalent "
         "radii): it is not near a minimum with the bonds it has. Check it for a clash, atoms in another order "
         "than the other endpoint, or a saddle point given as an endpoint"
     )

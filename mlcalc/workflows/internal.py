@@ -51,8 +51,15 @@ class InternalCoordinate:
             raise InternalCoordinateError(f"a {self.kind} needs {self.n_atoms} atom indices, got {list(indices)}")
         checked = []
         for index in indices:
-            if isinstance(index, (bool, np.bool_)) or not float(index).is_integer():
-                raise InternalCoordinateError(f"atom indices must be whole numbers, got {index!r} in {list(indices)}")
+            try:
+                whole = not isinstance(index, (bool, np.bool_)) and float(index).is_integer()
+            except (TypeError, ValueError):  # None, "a", ...
+                whole = False
+            if not whole:
+                raise InternalCoordinateError(
+                    f"atom indices must be whole numbers, got {index!r} in {list(indices)}: give 0-based integer "
+                    f"indices, e.g. {type(self).__name__}({', '.join(str(k) for k in range(self.n_atoms))})"
+                )
             checked.append(int(index))
         if len(set(checked)) != len(checked):
             raise InternalCoordinateError(
@@ -61,10 +68,14 @@ class InternalCoordinate:
             )
         if any(i < 0 for i in checked):
             raise InternalCoordinateError(
-                f"atom indices are 0-based and cannot be negative, got {self.kind} {self._name(checked)}"
+                f"atom indices are 0-based and cannot be negative, got {self.kind} {self._name(checked)}: the first "
+                "atom is 0, the last N - 1"
             )
         if target is not None and not math.isfinite(float(target)):
-            raise InternalCoordinateError(f"the target of {self._name(checked)} is {target}")
+            raise InternalCoordinateError(
+                f"the target of the {self.kind} {self._name(checked)} is {target}: give a finite value, in "
+                f"{'degrees' if self.unit == 'deg' else 'Å'}"
+            )
         self.indices: tuple[int, ...] = tuple(checked)
         self.target: Optional[float] = None if target is None else float(target)
 
@@ -203,7 +214,10 @@ class Distance(InternalCoordinate):
 
     def _check_geometry(self, atoms: Atoms) -> None:
         if self.internal_value(atoms) < 1e-6:
-            raise InternalCoordinateError(f"{self.name}: the two atoms coincide; check the structure")
+            raise InternalCoordinateError(
+                f"{self.name}: the two atoms coincide; remove the duplicated atom from the structure, or choose "
+                "two different atoms"
+            )
         if self.target is not None and self.target <= 0:
             raise InternalCoordinateError(f"{self.name}: a target distance must be positive, got {self.target} Å")
 
@@ -284,7 +298,10 @@ def check_coordinates(atoms: Atoms, coordinates: Sequence[InternalCoordinate]) -
     """Check each coordinate against ``atoms`` and refuse the same coordinate given twice."""
     for n, coordinate in enumerate(coordinates):
         if not isinstance(coordinate, InternalCoordinate):
-            raise TypeError(f"expected Distance, Angle or Dihedral objects, got {coordinate!r}")
+            raise TypeError(
+                f"expected Distance, Angle or Dihedral objects, got {coordinate!r}: wrap the atom indices, "
+                "e.g. Dihedral(0, 1, 2, 3)"
+            )
         coordinate.check(atoms)
         for other in coordinates[:n]:
             if coordinate.same_atoms(other):

@@ -13,6 +13,7 @@ Outputs (``write``): ``neb.extxyz`` (the band with energies and forces), ``neb.j
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -25,7 +26,8 @@ from ase.mep import DyNEB
 from ase.optimize.optimize import Optimizer
 
 from mlcalc.workflows.batch import BandCalculator
-from mlcalc.workflows.endpoints import prepare_endpoint
+from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
+from mlcalc.workflows.fragments import check_no_clash
 from mlcalc.workflows.output import PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
 from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.units import EV_TO_KCAL_MOL
@@ -125,7 +127,17 @@ def make_band(
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     if n_images < 1:
         raise ValueError(f"a band needs at least one interior image, got n_images={n_images}")
-    _check_endpoints(initial, final)
+    check_same_atoms(initial, final)
+    check_no_clash(initial, "initial")
+    check_no_clash(final, "final")
+    changes = bond_changes(initial, final)
+    if changes:
+        warnings.warn(
+            f"the endpoints are bonded differently ({changes}; 0-based indices): right for a reaction, but for a "
+            "change of conformation the final structure's atoms are in another order, and the band would pull "
+            "atoms through each other: put them in the initial's order",
+            stacklevel=2,
+        )
     mic = bool(initial.pbc.any()) if mic is None else mic
     images = [initial.copy() for _ in range(n_images + 1)] + [final.copy()]
     for image in images:
@@ -135,14 +147,6 @@ def make_band(
         # an NEB object with its method named: a plain list makes ASE warn about its default method
         idpp_interpolate(NEB(images, method="improvedtangent"), traj=None, log=None, mic=mic)
     return images
-
-
-def _check_endpoints(initial: Atoms, final: Atoms) -> None:
-    if len(initial) != len(final) or (initial.numbers != final.numbers).any():
-        raise ValueError(
-            "the initial and final structures must have the same atoms in the same order "
-            f"({initial.get_chemical_formula()}, {len(initial)} atoms vs {final.get_chemical_formula()}, {len(final)})"
-        )
 
 
 def run_neb(
@@ -189,7 +193,7 @@ def run_neb(
 
     if len(images) < 3:
         raise ValueError(f"a band needs the two endpoints and at least one image, got {len(images)} structures")
-    _check_endpoints(images[0], images[-1])
+    check_same_atoms(images[0], images[-1])
     if isinstance(optimizer, str):
         if optimizer not in NEB_OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {NEB_OPTIMIZERS} or an ASE Optimizer class, got {optimizer!r}")

@@ -26,8 +26,9 @@ from ase.calculators.calculator import BaseCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize.optimize import Optimizer
 
-from mlcalc.workflows.endpoints import prepare_endpoint
-from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule
+from mlcalc.errors import InvalidStructureError
+from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
+from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no_clash
 from mlcalc.workflows.internal import Dihedral, check_coordinates, wrap
 from mlcalc.workflows.output import Checkpoint, PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
 from mlcalc.workflows.profile import EnergyProfile
@@ -150,10 +151,18 @@ def dihedral_path(
         progress: show a progress bar.
         relax_endpoints: ``False`` uses the endpoints as given and refuses one that is not a minimum.
     """
-    if len(initial) != len(final) or (initial.numbers != final.numbers).any():
-        raise ValueError("the initial and final structures must have the same atoms in the same order")
+    check_same_atoms(initial, final)
+    check_no_clash(initial, "initial")
+    check_no_clash(final, "final")
+    changes = bond_changes(initial, final)
+    if changes:
+        raise InvalidStructureError(
+            f"the initial and final structures are bonded differently ({changes}; 0-based indices): a "
+            "dihedral-driven path changes a conformation, not bonds. Put the final structure's atoms in the "
+            "initial's order (atoms of one element swapped?), or use an NEB for a reaction"
+        )
     if n_intermediates < 1:
-        raise ValueError(f"n_intermediates must be at least 1, got {n_intermediates}")
+        raise ValueError(f"n_intermediates must be at least 1 (--intermediates), got {n_intermediates}")
     if not isinstance(guide, Dihedral) or (partner is not None and not isinstance(partner, Dihedral)):
         raise TypeError("the guide (and partner) of a dihedral-driven path must be Dihedral objects")
     if guide.target is not None or (partner is not None and partner.target is not None):
@@ -218,11 +227,16 @@ def path_rmsd(images_a: Sequence[Atoms], images_b: Sequence[Atoms]) -> np.ndarra
     """Root-mean-square distance (Å) between corresponding images of two paths after the optimal
     rotation and translation (ASE's ``minimize_rotation_and_translation``), as in seed 000's Fig. 5."""
     if len(images_a) != len(images_b):
-        raise ValueError(f"the paths have different numbers of images ({len(images_a)} and {len(images_b)})")
+        raise ValueError(
+            f"the paths have different numbers of images ({len(images_a)} and {len(images_b)}): compare paths with "
+            "the same number of intermediates"
+        )
     values = []
     for a, b in zip(images_a, images_b):
         if len(a) != len(b) or (a.numbers != b.numbers).any():
-            raise ValueError("corresponding images must have the same atoms in the same order")
+            raise ValueError(
+                "corresponding images must have the same atoms in the same order: compare paths of the same molecule"
+            )
         moved = b.copy()
         minimize_rotation_and_translation(a, moved)
         values.append(float(np.sqrt(((moved.positions - a.positions) ** 2).sum(axis=1).mean())))

@@ -196,13 +196,26 @@ def _image(point: StepResult, n: int, coordinates: Sequence[InternalCoordinate])
     return atoms
 
 
+#: Most points a scan grid may have per coordinate (0.1° steps over a full turn).
+MAX_GRID_POINTS = 3601
+
+
 def scan_grid(atoms: Atoms, coordinate: InternalCoordinate, grid: Optional[Sequence[float]]) -> list[float]:
     """The grid to visit: ``grid`` as given, or for a dihedral 0°–350° by 10° started at the point
     nearest to its current value (so the first step is small)."""
     if grid is not None:
         values = [float(v) for v in np.atleast_1d(np.asarray(grid, dtype=float))]
+        unit = "°" if coordinate.unit == "deg" else " Å"
         if not values:
-            raise ValueError(f"the grid of {coordinate.name} is empty")
+            raise ValueError(f"the grid of {coordinate.name} is empty: give the values to visit (in{unit})")
+        if len(values) > MAX_GRID_POINTS:
+            raise ValueError(
+                f"the grid of {coordinate.name} has {len(values)} points, more than {MAX_GRID_POINTS}, each a "
+                f"constrained optimisation: give a coarser grid"
+            )
+        bad = [v for v in values if not np.isfinite(v)]
+        if bad:
+            raise ValueError(f"the grid of {coordinate.name} holds {bad[:3]}: give finite values (in{unit})")
         return values
     if not isinstance(coordinate, Dihedral):
         raise ValueError(f"give the grid of {coordinate.name} (only dihedrals have a default, 0-360° by 10°)")
