@@ -163,3 +163,24 @@ def test_pythonforce_system_serialises_and_copies(lj):
     copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
     (e1, f1), (e2, f2) = evaluate(copy, atoms, "Reference"), evaluate(system, atoms, "Reference")
     assert e1 == e2 and np.array_equal(f1, f2)
+
+
+def test_mm_water_with_virtual_sites_around_an_ml_solute(morse_path):
+    """TIP4P-Ew's extra particles (M, no element) stay MM: the ML/MM System builds, and at
+    lambda_interpolate=0 it is OpenMM's all-MM System to round-off. (Every Topology atom used to need an
+    element, so such water could not be used at all.)"""
+    pdb = app.PDBFile(str(TRIALANINE))
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip4pew.xml")
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.addSolvent(forcefield, model="tip4pew", padding=0.5 * unit.nanometer)
+    assert any(atom.element is None for atom in modeller.topology.atoms())
+    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.7 * unit.nanometer)
+    solute = [atom.index for atom in modeller.topology.atoms() if atom.residue.name != "HOH"]
+    mixed = create_mixed_system(modeller.topology, system, solute, morse_path, interpolate=True)
+    expected, _ = energy_kj(system, modeller.positions)
+    at_zero, _ = energy_kj(mixed, modeller.positions, parameters={"lambda_interpolate": 0.0})
+    assert at_zero == pytest.approx(expected, rel=1e-9, abs=1e-6)
+    with pytest.raises(
+        InvalidStructureError, match=r"ML atom \d+ \(\w+ in residue HOH .*has no element.*leave them out of atoms="
+    ):
+        create_mixed_system(modeller.topology, system, list(range(system.getNumParticles())), morse_path)

@@ -95,7 +95,10 @@ def create_mixed_system(
     """
     n = system.getNumParticles()
     if topology.getNumAtoms() != n:
-        raise ValueError(f"the topology has {topology.getNumAtoms()} atoms but the system {n} particles")
+        raise ValueError(
+            f"the topology has {topology.getNumAtoms()} atoms but the system {n} particles: pass the Topology the "
+            "System was built from (forcefield.createSystem(topology))"
+        )
     ml = ml_indices(list(atoms), n)
     ml_set = set(ml)
     _check_forces(system)

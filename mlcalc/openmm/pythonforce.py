@@ -19,6 +19,7 @@ import torch
 from openmm import unit
 
 from mlcalc import torchscript
+from mlcalc.module import freeze_parameters
 from mlcalc.openmm.region import DEFAULT_BOX_REFUSAL, OPENMM_DEFAULT_BOX_NM, MLRegion
 from mlcalc.potential import DeviceLike, resolve_device
 
@@ -81,7 +82,8 @@ class PotentialComputation:
 
     def __setstate__(self, state: dict) -> None:
         module = torchscript.load(io.BytesIO(state["module"]), map_location=state["length_scale"].device)
-        self.__dict__.update(state, module=module)
+        # The Potential's module was saved frozen; a force pickled by an older mlcalc was not.
+        self.__dict__.update(state, module=freeze_parameters(module))
 
 
 def create_python_force(region: MLRegion, device: DeviceLike) -> openmm.Force:

@@ -83,8 +83,11 @@ def ml_region(
     it cannot be known, so the caller must say. Unsupported elements and bad indices raise here.
     """
     box_confirmed = False
+    topology = None
     if isinstance(topology_or_atomic_numbers, app.Topology):
-        numbers = atomic_numbers(topology_or_atomic_numbers)
+        topology = topology_or_atomic_numbers
+        # 0 for particles without an element (virtual sites of MM water, e.g. TIP4P's EP): fine outside the ML region
+        numbers = [0 if atom.element is None else atom.element.atomic_number for atom in topology.atoms()]
         box_confirmed = topology_or_atomic_numbers.getPeriodicBoxVectors() is not None
         if periodic is None:
             periodic = box_confirmed
@@ -98,19 +101,26 @@ def ml_region(
             )
     indices = ml_indices(atoms, len(numbers))
     selected = numbers if indices is None else [numbers[i] for i in indices]
+    if topology is not None and 0 in selected:
+        atom = list(topology.atoms())[(indices or range(len(numbers)))[selected.index(0)]]
+        raise InvalidStructureError(
+            f"ML atom {atom.index} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element: "
+            "virtual sites and extra particles cannot be ML atoms; leave them out of atoms= (they stay MM)"
+        )
     loaded = _as_potential(potential, dtype)
     _check_elements(loaded, selected, indices)
     return MLRegion(loaded, selected, indices, bool(periodic), len(numbers), box_confirmed)
 
 
 def atomic_numbers(topology: app.Topology) -> list[int]:
-    """Atomic number of every atom; a clear error for atoms without an element."""
+    """Atomic number of every atom; a clear error for atoms without an element (a whole-system ML System)."""
     numbers = []
     for atom in topology.atoms():
         if atom.element is None:
             raise InvalidStructureError(
                 f"atom {atom.index} ({atom.name} in residue {atom.residue.name} {atom.residue.id}) has no element; "
-                "an ML potential needs elements (virtual sites and extra particles cannot be ML atoms)"
+                "an ML potential needs elements (virtual sites and extra particles cannot be ML atoms): model "
+                "such a system as ML/MM (create_mixed_system) with these particles in the MM part"
             )
         numbers.append(atom.element.atomic_number)
     return numbers
@@ -120,15 +130,22 @@ def ml_indices(atoms: Optional[Sequence[int]], n: int) -> Optional[list[int]]:
     """``atoms`` as a checked list of particle indices below ``n``; ``None`` stays ``None`` (all)."""
     if atoms is None:
         return None
-    indices = [int(i) for i in atoms]
+    given = list(atoms)
+    fractional = [i for i in given if isinstance(i, bool) or not float(i).is_integer()]
+    if fractional:
+        raise ValueError(f"ML atom indices must be whole numbers, got {fractional[:10]}: give 0-based particle indices")
+    indices = [int(i) for i in given]
     if not indices:
         raise ValueError("atoms is empty: select at least one ML atom, or pass atoms=None for all")
     outside = [i for i in indices if not 0 <= i < n]
     if outside:
-        raise IndexError(f"ML atom indices {outside[:10]} are outside the system's 0..{n - 1}")
+        raise IndexError(
+            f"ML atom indices {outside[:10]} are outside the system's 0..{n - 1}: give 0-based indices of the "
+            "System's particles"
+        )
     if len(set(indices)) != len(indices):
         repeated = sorted({i for i in indices if indices.count(i) > 1})
-        raise ValueError(f"ML atom indices {repeated[:10]} are repeated")
+        raise ValueError(f"ML atom indices {repeated[:10]} are repeated: give each ML atom once")
     return indices
 
 
@@ -147,5 +164,6 @@ def _check_elements(potential: Potential, numbers: Sequence[int], indices: Optio
         found = sorted({numbers[k] for k in unsupported})
         raise UnsupportedElementError(
             f"potential {potential.name!r} does not support atomic numbers {found} (particles {where[:10]}); "
-            f"it supports {', '.join(potential.metadata.symbols)}"
+            f"it supports {', '.join(potential.metadata.symbols)}: use a potential trained for these elements, or "
+            "leave these atoms to the MM force field (atoms=)"
         )

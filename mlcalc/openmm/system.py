@@ -82,7 +82,10 @@ def _repartition(topology: app.Topology, masses: list, hydrogen_mass: unit.Quant
             masses[b.index] = hydrogen_mass
             masses[a.index] = masses[a.index] - transfer
             if masses[a.index].value_in_unit(unit.dalton) <= 0:
-                raise ValueError(f"hydrogen_mass={hydrogen_mass} leaves atom {a.index} ({a.name}) without mass")
+                raise ValueError(
+                    f"hydrogen_mass={hydrogen_mass} leaves atom {a.index} ({a.name}) without mass: choose a smaller "
+                    "hydrogen mass (1.5 to 4 amu is usual)"
+                )
     return masses
 
 
