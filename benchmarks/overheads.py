@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -200,17 +201,38 @@ def _trivial_system(system):
     return trivial
 
 
-def neb_batching(path: Path, n_images: int = 8) -> dict:
-    """One band evaluation of ``n_images`` images of a 20-atom LJ cluster: one ``calculate_batch``
-    call, and :class:`~mlcalc.workflows.batch.BandCalculator` (what the NEB uses), against a loop
-    with one calculator per image."""
-    from mlcalc.workflows.batch import BandCalculator
+def lj_band(n_images: int) -> list[Atoms]:
+    """A linear band of ``n_images`` images of a 20-atom argon cluster, one atom moved 1.7 Å."""
     from mlcalc.workflows.neb import make_band
 
     initial = argon_molecule(2)[:20]
     final = initial.copy()
     final.positions[0] += [1.5, 0.8, 0.0]
-    images = make_band(initial, final, n_images - 2, interpolation="linear")
+    return make_band(initial, final, n_images - 2, interpolation="linear")
+
+
+def peptide_band(n_images: int) -> list[Atoms]:
+    """A linear band of ``n_images`` images of trialanine (33 atoms; examples/trialanine.pdb), its
+    C-terminal methyl hydrogens turned 60° about their carbon."""
+    from ase.io import read
+
+    from mlcalc.workflows.neb import make_band
+
+    initial = read(Path(__file__).resolve().parents[1] / "examples" / "trialanine.pdb")
+    final = initial.copy()
+    final.rotate(60.0, "z", center=initial.positions[-1])
+    final.positions[:-4] = initial.positions[:-4]
+    return make_band(initial, final, n_images - 2, interpolation="linear")
+
+
+def neb_batching(path: Union[Path, str], images: list[Atoms]) -> dict:
+    """One band evaluation of ``images`` with the potential ``path``: one ``calculate_batch`` call, and
+    :class:`~mlcalc.workflows.batch.BandCalculator` (what the NEB uses), against a loop with one
+    calculator per image."""
+    from mlcalc.workflows.batch import BandCalculator
+
+    n_images = len(images)
+    initial = images[0]
     potential = mlcalc.load(path, device="cpu")
     calc = mlcalc.MLCalculator(potential)
     rng = np.random.default_rng(0)
@@ -270,7 +292,8 @@ def all_overheads(directory: Path) -> dict:
             openmm_overhead(path, box, "fcc argon, periodic", steps=20),
             openmm_overhead(resolve_potential_path("demo"), water, "36-water cluster, open (bundled HIP-NN)", steps=20),
         ],
-        "neb": neb_batching(path),
+        "neb": neb_batching(path, lj_band(8)),
+        "neb_demo_peptide": neb_batching("demo", peptide_band(8)),
     }
     out["wall_s"] = time.time() - started
     return out
