@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads of torch and of OpenMM's CPU platform (default: $MLCALC_NUM_THREADS, else "
         "$OMP_NUM_THREADS, else the cores that the load average leaves free; see mlcalc.threads)",
     )
+    parser.add_argument(
+        "-T", "--traceback", action="store_true", help="on an error, show the full traceback instead of one line"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(mlcalc.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"mlcalc.commands.{info.name}")
@@ -70,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``mlcalc ARGV``; the exit status is 0, 1 for an error it explains in one line (``-T`` shows the
+    traceback), 2 for a usage error, 3 when the work ran but did not converge (opt, scan, path, neb)."""
     # Before anything loads torch (OpenMP reads it once): idle OpenMP threads sleep instead of spinning,
     # which keeps several threads from stalling each other under other load (numbers in mlcalc.threads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -80,6 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.threads = configure_threads(args.threads)
         return args.run(args)
     except (MLCalcError, FileNotFoundError, ValueError) as exc:
+        if args.traceback:
+            raise
         notes = "".join(f"\n  {note}" for note in getattr(exc, "__notes__", ()))  # e.g. where a scan stopped
         print(f"mlcalc {args.command}: error: {exc}{notes}", file=sys.stderr)
         return 1

@@ -306,11 +306,11 @@ def with_variable(name: str, value: str, call: Callable[[], object]) -> object:
 
 def opt(x: Inputs, *options: str) -> list[str]:
     """``mlcalc opt`` of butane with the demo potential and ``options``."""
-    return ["opt", str(x.butane_xyz), "--model", "demo", *options, "-o", str(x.out)]
+    return ["opt", str(x.butane_xyz), "--potential", "demo", *options, "-o", str(x.out)]
 
 
 def scan(x: Inputs, *options: str) -> list[str]:
-    return ["scan", str(x.butane_xyz), "--model", "demo", "--dihedral", "0,1,2,3", *options, "-o", str(x.out)]
+    return ["scan", str(x.butane_xyz), "--potential", "demo", "--dihedral", "0,1,2,3", *options, "-o", str(x.out)]
 
 
 def md_config(**changes) -> MDConfig:
@@ -1284,26 +1284,26 @@ COMMAND_LINE = [
         "cli-without-model",
         lambda x: ["opt", str(x.butane_xyz)],
         2,
-        r"mlcalc opt: error: the following arguments are required: --model",
-        r"usage: mlcalc opt .*--model MODEL",
+        r"mlcalc opt: error: the following arguments are required: --potential/--model",
+        r"usage: mlcalc opt .*--potential POTENTIAL",
     ),
     Case(
         "cli-without-structure",
-        lambda x: ["opt", "--model", "demo"],
+        lambda x: ["opt", "--potential", "demo"],
         2,
         r"the following arguments are required: structure",
         r"usage: mlcalc opt (.|\n)*structure",
     ),
     Case(
         "cli-unreadable-structure",
-        lambda x: ["opt", str(x.file("bad.xyz", "not a structure\n")), "--model", "demo", "-o", str(x.out)],
+        lambda x: ["opt", str(x.file("bad.xyz", "not a structure\n")), "--potential", "demo", "-o", str(x.out)],
         1,
         r"mlcalc opt: error: cannot read .*bad\.xyz as a structure",
         r"give a file ASE reads \(xyz, extxyz, pdb, cif, POSCAR, \.\.\.\)",
     ),
     Case(
         "cli-missing-potential-file",
-        lambda x: ["opt", str(x.butane_xyz), "--model", str(x.out / "model.pt"), "-o", str(x.out)],
+        lambda x: ["opt", str(x.butane_xyz), "--potential", str(x.out / "model.pt"), "-o", str(x.out)],
         1,
         r"mlcalc opt: error: potential file .*model\.pt does not exist",
         r"check the path, or give the name of a bundled potential",
@@ -1380,28 +1380,28 @@ COMMAND_LINE = [
     ),
     Case(
         "cli-scan-dihedral-with-target",
-        lambda x: ["scan", str(x.butane_xyz), "--model", "demo", "--dihedral", "0,1,2,3=60", "-o", str(x.out)],
+        lambda x: ["scan", str(x.butane_xyz), "--potential", "demo", "--dihedral", "0,1,2,3=60", "-o", str(x.out)],
         1,
         r"the scanned --dihedral takes no =TARGET",
         r"set the grid with --start, --stop, --step",
     ),
     Case(
         "cli-neb-without-structures",
-        lambda x: ["neb", "--model", "demo", "-o", str(x.out)],
+        lambda x: ["neb", "--potential", "demo", "-o", str(x.out)],
         1,
         r"mlcalc neb: error: give INITIAL and FINAL structures \(or a --band file\)",
         r"give INITIAL and FINAL",
     ),
     Case(
         "cli-neb-structures-and-band",
-        lambda x: ["neb", str(x.butane_xyz), "--band", str(x.butane_xyz), "--model", "demo", "-o", str(x.out)],
+        lambda x: ["neb", str(x.butane_xyz), "--band", str(x.butane_xyz), "--potential", "demo", "-o", str(x.out)],
         1,
         r"give INITIAL and FINAL, or --band, not both",
         r"not both",
     ),
     Case(
         "cli-neb-zero-images",
-        lambda x: ["neb", str(x.butane_xyz), str(x.butane_xyz), "--model", "demo", "--images", "0"],
+        lambda x: ["neb", str(x.butane_xyz), str(x.butane_xyz), "--potential", "demo", "--images", "0"],
         2,
         r"argument --images: .*got 0",
         r"must be a positive whole number",

@@ -330,7 +330,8 @@ def test_a_missing_gpu_is_one_line(argon, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error: OpenMM has no CUDA platform here (available: " in err and "Traceback" not in err
     structure, potential = argon
-    assert main(["opt", str(structure), "--model", str(potential), "--device", "cuda", "-o", str(tmp_path / "o")]) == 1
+    options = ["--potential", str(potential), "--device", "cuda", "-o", str(tmp_path / "o")]
+    assert main(["opt", str(structure), *options]) == 1
     err = capsys.readouterr().err
     assert "error: device cuda was asked for but torch sees no CUDA GPU; use device='cpu'" in err
 

@@ -11,6 +11,7 @@ from ase.build import molecule
 from ase.io import read, write
 
 from mlcalc.cli import main
+from mlcalc.workflows.errors import StructureFileError
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,8 @@ def butane(tmp_path_factory):
 
 
 def test_opt_holds_a_dihedral_exactly(butane, tmp_path, capsys):
-    args = ["opt", str(butane), "--model", "demo", "--dihedral", "0,1,2,3=75", "--fmax", "0.01", "-o", str(tmp_path)]
+    args = ["opt", str(butane), "--potential", "demo", "--dihedral", "0,1,2,3=75", "--fmax", "0.01"]
+    args += ["-o", str(tmp_path)]
     code = main(args)
     assert code == 0, capsys.readouterr().out
     result = read(tmp_path / "optimized.extxyz")
@@ -33,13 +35,13 @@ def test_opt_holds_a_dihedral_exactly(butane, tmp_path, capsys):
 
 
 def test_opt_that_cannot_converge_exits_with_2(butane, tmp_path, capsys):
-    assert main(["opt", str(butane), "--model", "demo", "--steps", "1", "--fmax", "1e-6", "-o", str(tmp_path)]) == 2
+    assert main(["opt", str(butane), "--potential", "demo", "--steps", "1", "--fmax", "1e-6", "-o", str(tmp_path)]) == 3
     assert "did not converge" in capsys.readouterr().out
     assert json.loads((tmp_path / "optimized.json").read_text())["converged"] is False
 
 
 def test_scan_writes_the_grid_and_resumes(butane, tmp_path, capsys):
-    args = ["scan", str(butane), "--model", "demo", "--dihedral", "0,1,2,3", "--start", "180", "--stop", "120"]
+    args = ["scan", str(butane), "--potential", "demo", "--dihedral", "0,1,2,3", "--start", "180", "--stop", "120"]
     args += ["--step", "-30", "--fmax", "0.01", "--quiet", "-o", str(tmp_path)]
     assert main(args) == 0
     table = json.loads((tmp_path / "scan.json").read_text())
@@ -54,14 +56,14 @@ def test_scan_writes_the_grid_and_resumes(butane, tmp_path, capsys):
 
 def test_path_and_neb_from_its_band(butane, tmp_path, capsys):
     gauche = tmp_path / "gauche.xyz"
-    assert main(["opt", str(butane), "--model", "demo", "--dihedral", "0,1,2,3=70", "-o", str(tmp_path / "g")]) == 0
+    assert main(["opt", str(butane), "--potential", "demo", "--dihedral", "0,1,2,3=70", "-o", str(tmp_path / "g")]) == 0
     write(gauche, read(tmp_path / "g" / "optimized.extxyz"))
-    path_args = ["path", str(butane), str(gauche), "--model", "demo", "--guide", "0,1,2,3", "--intermediates", "3"]
+    path_args = ["path", str(butane), str(gauche), "--potential", "demo", "--guide", "0,1,2,3", "--intermediates", "3"]
     assert main([*path_args, "--backend", "ase", "--quiet", "-o", str(tmp_path / "path")]) == 0
     summary = json.loads((tmp_path / "path" / "path.json").read_text())
     assert len(summary["images"]) == 5 and summary["barrier_eV"] >= 0
     band = tmp_path / "path" / "path.extxyz"
-    assert main(["neb", "--band", str(band), "--model", "demo", "--fmax", "0.1", "-o", str(tmp_path / "neb")]) == 0
+    assert main(["neb", "--band", str(band), "--potential", "demo", "--fmax", "0.1", "-o", str(tmp_path / "neb")]) == 0
     neb = json.loads((tmp_path / "neb" / "neb.json").read_text())
     assert neb["calculator_calls"] <= neb["band_evaluations"]  # one batched model call per band evaluation
     out = capsys.readouterr().out
@@ -80,7 +82,7 @@ def test_path_and_neb_from_its_band(butane, tmp_path, capsys):
 )
 def test_malformed_coordinates_are_usage_errors(butane, tmp_path, capsys, options, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["opt", str(butane), "--model", "demo", *options, "-o", str(tmp_path)])
+        main(["opt", str(butane), "--potential", "demo", *options, "-o", str(tmp_path)])
     assert exit_info.value.code == 2  # argparse's usage error
     assert message in capsys.readouterr().err
 
@@ -94,7 +96,7 @@ def test_malformed_coordinates_are_usage_errors(butane, tmp_path, capsys, option
     ],
 )
 def test_coordinates_that_do_not_fit_the_structure_are_named(butane, tmp_path, capsys, options, message):
-    assert main(["opt", str(butane), "--model", "demo", *options, "-o", str(tmp_path)]) == 1
+    assert main(["opt", str(butane), "--potential", "demo", *options, "-o", str(tmp_path)]) == 1
     assert message in capsys.readouterr().err
 
 
@@ -102,7 +104,7 @@ def test_a_scan_that_fails_says_where(tmp_path, capsys):
     """The demo knows no sulfur: the first point's evaluation fails, and the error says which point."""
     structure = tmp_path / "h2s2.xyz"
     write(structure, Atoms("HSSH", positions=[[-0.9, 1.0, 0.3], [0.0, 1.0, -0.5], [0.0, -1.0, -0.5], [0.9, -1.0, 0.3]]))
-    assert main(["scan", str(structure), "--model", "demo", "--dihedral", "0,1,2,3", "-o", str(tmp_path)]) == 1
+    assert main(["scan", str(structure), "--potential", "demo", "--dihedral", "0,1,2,3", "-o", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "mlcalc scan: error:" in err and "does not support S (Z=16)" in err
     assert "\n  relaxed_scan stopped at point 1 of 36 (dihedral 0-1-2-3 = " in err and "with 0 points done" in err
@@ -117,16 +119,16 @@ def test_collinear_atoms_make_a_dihedral_undefined(tmp_path, capsys):
     carbon = int(np.flatnonzero(co2.numbers == 6)[0])
     oxygens = [int(i) for i in np.flatnonzero(co2.numbers == 8)]
     dihedral = f"{oxygens[0]},{carbon},{oxygens[1]},{len(co2)}"
-    assert main(["scan", str(structure), "--model", "demo", "--dihedral", dihedral, "-o", str(tmp_path)]) == 1
+    assert main(["scan", str(structure), "--potential", "demo", "--dihedral", dihedral, "-o", str(tmp_path)]) == 1
     assert "collinear" in capsys.readouterr().err
 
 
 def test_unreadable_and_missing_files(tmp_path, capsys):
     bad = tmp_path / "bad.xyz"
     bad.write_text("this is not a structure\n")
-    assert main(["opt", str(bad), "--model", "demo", "-o", str(tmp_path)]) == 1
+    assert main(["opt", str(bad), "--potential", "demo", "-o", str(tmp_path)]) == 1
     assert "cannot read" in capsys.readouterr().err
-    assert main(["opt", str(tmp_path / "missing.xyz"), "--model", "demo", "-o", str(tmp_path)]) == 1
+    assert main(["opt", str(tmp_path / "missing.xyz"), "--potential", "demo", "-o", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -142,7 +144,23 @@ def test_unreadable_and_missing_files(tmp_path, capsys):
 )
 def test_impossible_scan_grids_are_refused(butane, tmp_path, capsys, options, message):
     """--step 0 raised a bare ZeroDivisionError and --step 1e-9 built a billion-point grid (and hung)."""
-    args = ["scan", str(butane), "--model", "demo", "--dihedral", "0,1,2,3", *options, "-o", str(tmp_path)]
+    args = ["scan", str(butane), "--potential", "demo", "--dihedral", "0,1,2,3", *options, "-o", str(tmp_path)]
     assert main(args) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "checkpoint").exists()
+
+
+def test_command_line_conventions(tmp_path, capsys):
+    """--model is the old spelling of --potential (with a notice); -T shows the traceback; exit 3 means
+    "did not converge", 1 an explained error, 2 a usage error."""
+    butane = tmp_path / "butane.xyz"
+    write(butane, molecule("trans-butane"))
+    assert main(["opt", str(butane), "--model", "demo", "--fmax", "0.05", "-o", str(tmp_path / "a")]) == 0
+    assert "--model is now --potential" in capsys.readouterr().err
+    missing = ["opt", str(tmp_path / "missing.xyz"), "--potential", "demo", "-o", str(tmp_path / "b")]
+    assert main(missing) == 1
+    with pytest.raises(StructureFileError, match="does not exist"):
+        main(["-T", *missing])
+    with pytest.raises(SystemExit) as usage:
+        main(["opt", str(butane)])
+    assert usage.value.code == 2

@@ -27,7 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_SELECTION,
         help="MDAnalysis selection, or 'solute' (default): every residue but water and monatomic ions, any case",
     )
-    parser.add_argument("--output", type=Path, default=Path("analysis"), help="output directory (default analysis)")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=Path("analysis"), help="output directory (default analysis)"
+    )
     parser.add_argument("--distance-max", type=float, default=20.0, help="upper end of the distance histogram, Å")
     parser.add_argument("--no-distances", dest="distances", action="store_false", help="skip the distance histogram")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="tables only")

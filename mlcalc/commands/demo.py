@@ -27,7 +27,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             "argon check of the two engines instead."
         ),
     )
-    parser.add_argument("--output", type=Path, default=Path("mlcalc-demo"), help="directory for the outputs")
+    parser.add_argument("-o", "--output", type=Path, default=Path("mlcalc-demo"), help="directory for the outputs")
     parser.add_argument("--scan-step", type=positive_float, default=15.0, help="scan grid step, degrees (15)")
     parser.add_argument("--neb-images", type=positive_int, default=7, help="NEB interior images (7)")
     parser.add_argument("--md-ps", type=positive_float, default=2.0, help="water NPT MD length, ps (2)")

@@ -83,7 +83,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     for name, (kind, text) in OPTIONS.items():
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+        flags = ["--" + name.replace("_", "-")] + (["-o"] if name == "output" else [])
+        parser.add_argument(*flags, dest=name, type=kind, help=text)
     parser.set_defaults(run=run)
 
 

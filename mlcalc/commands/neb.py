@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlcalc.commands.arguments import positive_int
+from mlcalc.commands.arguments import EXIT_NOT_CONVERGED, positive_int
 from mlcalc.commands.workflow_arguments import (
     add_model_arguments,
     add_output_argument,
@@ -23,8 +23,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "starting from an IDPP or linear interpolation, or from a given --band (e.g. path.extxyz of mlcalc "
         "path). INITIAL and FINAL are first relaxed to minima (unless their forces are below --fmax), so the "
         "barrier is measured from a minimum. Writes OUTPUT/neb.extxyz, neb.csv, neb.json (barrier in eV and "
-        "kcal/mol) and neb.png. Exits with 2 when the band did not converge.",
-        epilog="example: mlcalc neb reactant.xyz product.xyz --model demo --images 7",
+        "kcal/mol) and neb.png. Exits with 3 when the band did not converge.",
+        epilog="example: mlcalc neb reactant.xyz product.xyz --potential demo --images 7",
     )
     parser.add_argument("initial", nargs="?", help="initial structure (any format ase.io.read reads)")
     parser.add_argument("final", nargs="?", help="final structure, same atoms in the same order")
@@ -92,4 +92,4 @@ def run(args: argparse.Namespace) -> int:
         f"{'converged' if result.converged else 'NOT converged'} in {result.steps} steps (fmax "
         f"{result.fmax:.3g} eV/Å, {result.calculator_calls} model calls); outputs in {args.output}"
     )
-    return 0 if result.converged else 2
+    return 0 if result.converged else EXIT_NOT_CONVERGED

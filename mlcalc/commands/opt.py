@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mlcalc.commands.arguments import EXIT_NOT_CONVERGED
 from mlcalc.commands.workflow_arguments import (
     add_coordinate_arguments,
     add_model_arguments,
@@ -22,9 +23,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="optimise a structure, optionally holding distances, angles and dihedrals fixed",
         description="Minimise the energy of STRUCTURE with the potential, holding every --distance, --angle "
         "and --dihedral at its target (or its starting value). Writes OUTPUT/optimized.extxyz and "
-        "OUTPUT/optimized.json (energy in eV, fmax in eV/Å, constraint errors in rad or Å). Exits with 2 "
+        "OUTPUT/optimized.json (energy in eV, fmax in eV/Å, constraint errors in rad or Å). Exits with 3 "
         "when the optimisation did not converge. Atom indices are 0-based.",
-        epilog="example: mlcalc opt butane.xyz --model demo --dihedral 0,1,2,3=60 --fmax 0.005",
+        epilog="example: mlcalc opt butane.xyz --potential demo --dihedral 0,1,2,3=60 --fmax 0.005",
     )
     parser.add_argument("structure", help="structure file (any format ase.io.read reads)")
     add_model_arguments(parser)
@@ -64,4 +65,4 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     print(f"mlcalc opt: {result.message}; E = {result.energy:.6f} eV; outputs in {output}")
-    return 0 if result.converged else 2
+    return 0 if result.converged else EXIT_NOT_CONVERGED

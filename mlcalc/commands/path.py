@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlcalc.commands.arguments import positive_int
+from mlcalc.commands.arguments import EXIT_NOT_CONVERGED, positive_int
 from mlcalc.commands.workflow_arguments import (
     add_model_arguments,
     add_optimizer_arguments,
@@ -26,8 +26,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "FINAL to minima (unless their forces are below --fmax) (optionally driving a "
         "--partner dihedral along, then re-optimising with only the guide fixed). Writes OUTPUT/path.csv, "
         "path.json (barrier in eV and kcal/mol), path.extxyz (a band that mlcalc neb --band can start from) "
-        "and path.png. Exits with 2 when an intermediate did not converge. Atom indices are 0-based.",
-        epilog="example: mlcalc path cis.xyz trans.xyz --model demo --guide 4,5,6,7 --intermediates 19",
+        "and path.png. Exits with 3 when an intermediate did not converge. Atom indices are 0-based.",
+        epilog="example: mlcalc path cis.xyz trans.xyz --potential demo --guide 4,5,6,7 --intermediates 19",
     )
     parser.add_argument("initial", help="initial structure (any format ase.io.read reads)")
     parser.add_argument("final", help="final structure, same atoms in the same order")
@@ -91,4 +91,4 @@ def run(args: argparse.Namespace) -> int:
         rmsd = path_rmsd(result.images, read_images(args.compare))
         write_json_atomic(f"{args.output}/rmsd.json", {"other": args.compare, "rmsd_A": rmsd.tolist()})
         print(f"mlcalc path: RMSD to {args.compare}: mean {rmsd.mean():.4f} Å, max {rmsd.max():.4f} Å")
-    return 0 if result.converged else 2
+    return 0 if result.converged else EXIT_NOT_CONVERGED

@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from mlcalc.commands.arguments import EXIT_NOT_CONVERGED
 from mlcalc.commands.workflow_arguments import (
     COORDINATE_HELP,
     add_model_arguments,
@@ -25,9 +26,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="At each grid point hold the scanned dihedral(s) at the point's value and optimise "
         "everything else, starting from the previous point. Writes OUTPUT/scan.csv, scan.json (angles in "
         "degrees, energies in eV and kcal/mol, relative to the lowest converged point), scan.extxyz and "
-        "scan.png. Run the same command again to resume an interrupted scan. Exits with 2 when a point did "
+        "scan.png. Run the same command again to resume an interrupted scan. Exits with 3 when a point did "
         "not converge. Atom indices are 0-based.",
-        epilog="example: mlcalc scan butane.xyz --model demo --dihedral 0,1,2,3 --step 10",
+        epilog="example: mlcalc scan butane.xyz --potential demo --dihedral 0,1,2,3 --step 10",
     )
     parser.add_argument("structure", help="starting structure (any format ase.io.read reads)")
     add_model_arguments(parser)
@@ -120,4 +121,4 @@ def run(args: argparse.Namespace) -> int:
     span = float(np.ptp(scan.relative_energies))
     status = "all points converged" if scan.converged else f"points {scan.unconverged} did NOT converge"
     print(f"mlcalc scan: {len(scan.points)} points, {status}; energy span {span:.6f} eV; outputs in {args.output}")
-    return 0 if scan.converged else 2
+    return 0 if scan.converged else EXIT_NOT_CONVERGED

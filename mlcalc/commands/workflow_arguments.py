@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcalc.commands.arguments import add_potential_argument
+
 if TYPE_CHECKING:  # ase and mlcalc.workflows load when a command runs or parses a coordinate, not for --help
     from ase import Atoms
 
@@ -91,9 +93,9 @@ def coordinate_type(kind: str):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model`` (file or bundled name), ``--device`` and ``--dtype``."""
-    parser.add_argument(
-        "--model", required=True, help="potential file written by mlcalc export, or a bundled name such as demo"
+    """``--potential`` (file or bundled name; ``--model`` the old spelling), ``--device`` and ``--dtype``."""
+    add_potential_argument(
+        parser, required=True, help="potential file written by mlcalc export, or a bundled name such as demo"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     parser.add_argument("--dtype", choices=("float32", "float64"), help="default: the file's")
@@ -113,14 +115,14 @@ def add_optimizer_arguments(parser: argparse.ArgumentParser, backend_default: st
 
 
 def add_output_argument(parser: argparse.ArgumentParser, default: str) -> None:
-    parser.add_argument("--output", "-o", default=default, help=f"output directory (default {default})")
+    parser.add_argument("-o", "--output", default=default, help=f"output directory (default {default})")
 
 
 def make_calculator(args: argparse.Namespace):
-    """The :class:`mlcalc.MLCalculator` of ``--model``, ``--device``, ``--dtype``."""
+    """The :class:`mlcalc.MLCalculator` of ``--potential``, ``--device``, ``--dtype``."""
     from mlcalc.calculator import MLCalculator
 
-    return MLCalculator(args.model, device=args.device, dtype=args.dtype)
+    return MLCalculator(args.potential, device=args.device, dtype=args.dtype)
 
 
 def coordinates_of(args: argparse.Namespace) -> list[InternalCoordinate]:

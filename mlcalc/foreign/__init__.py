@@ -57,7 +57,7 @@ def detect(path: PathLike) -> ForeignFormat:
     """The format of the TorchScript file ``path``, from its extra files (the file is not run)."""
     extra = extra_files(path)
     if METADATA_FILE in extra:
-        raise PluginError(f"{path} is already an mlcalc potential file: load it as it is (mlcalc.load, --model)")
+        raise PluginError(f"{path} is already an mlcalc potential file: load it as it is (mlcalc.load, --potential)")
     found = [f for f in FORMATS.values() if f.recognises(extra)]
     if not found:
         supported = "; ".join(f"{f.name}: {f.family} {f.checked_versions} via {f.exporter}" for f in FORMATS.values())
