@@ -19,15 +19,19 @@ class MLCalculator(ExactStateCheck):
     stress = (1/V) ∂E/∂ε) come from one forward and one backward pass and are cached until the
     atoms change, since ASE asks for one property at a time.
 
+    A calculator without files (ASE's ``BaseCalculator``). Its ``parameters`` (and ``todict()``, which
+    ASE writes into trajectories and databases) record what made the numbers: the potential as given,
+    its name, the SHA-256 of its file, dtype, device and skin.
+
     Args:
-        potential: a :class:`mlcalc.Potential` or the path of a potential file.
+        potential: a :class:`mlcalc.Potential` or the path of a potential file (or a bundled name).
         device: "cpu", "cuda", … (default: the potential's device, or CUDA when available).
         dtype: "float32", "float64" or a ``torch.dtype`` (default: the potential's dtype).
         skin: Verlet skin in Å (default 0: a new graph at every call). With a skin, pairs within
             cutoff + skin are kept and reused while no atom has moved skin/2 or more and the cell,
             periodic flags and atoms are unchanged (:class:`mlcalc.verlet.VerletList`); the results
             equal a fresh graph's to rounding. ``neighbor_builds`` and ``neighbor_reuses`` count calls.
-        **kwargs: passed to ``ase.calculators.calculator.Calculator``.
+        use_cache: as in ASE (``False``: evaluate at every request).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -36,21 +40,39 @@ class MLCalculator(ExactStateCheck):
     def __init__(
         self,
         potential: Union[Potential, PathLike],
+        *,
         device: DeviceLike = None,
         dtype: DtypeLike = None,
         skin: float = 0.0,
-        **kwargs,
+        use_cache: bool = True,
     ):
-        super().__init__(**kwargs)
         if isinstance(potential, Potential):
             if device is not None or dtype is not None:
                 potential = potential.to(device=device, dtype=dtype)
         else:
             potential = load(potential, device=device, dtype=dtype)
-        self.potential = potential
         if skin < 0 or not np.isfinite(skin):
             raise ValueError(f"skin is a length in Å, zero or positive; got {skin!r}")
+        fingerprint = potential.fingerprint()
+        parameters = {
+            "potential": potential.source if potential.source is not None else potential.name,
+            "name": potential.name,
+            "sha256": fingerprint["sha256"],
+            "dtype": fingerprint["dtype"],
+            "device": str(potential.device),
+            "skin": float(skin),
+        }
+        super().__init__(parameters=parameters, use_cache=use_cache)
+        self.potential = potential
         self.verlet = potential.verlet_list(skin) if skin > 0 else None
+
+    def todict(self) -> dict:
+        """The parameters (see the class docstring): what ASE records for this calculator."""
+        return dict(self.parameters)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={self.parameters[key]!r}" for key in ("dtype", "device", "skin"))
+        return f"MLCalculator({self.parameters['potential']!r}, {shown})"
 
     @property
     def neighbor_builds(self) -> int:

@@ -19,9 +19,15 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mlcalc import torchscript
 from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
 from mlcalc.data import resolve_potential_path
-from mlcalc.errors import ContractError, DeviceError, InvalidStructureError, UnsupportedElementError
+from mlcalc.errors import (
+    ContractError,
+    DeviceError,
+    InvalidStructureError,
+    UnsupportedElementError,
+    script_error_message,
+)
 from mlcalc.graph import complete_cell
-from mlcalc.module import copy_script_module
+from mlcalc.module import copy_script_module, freeze_parameters
 from mlcalc.units import angstrom_per, ev_per
 from mlcalc.verlet import VERLET_SCHEMAS, VerletList
 
@@ -67,15 +73,22 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
         ContractError: not TorchScript, no metadata, an unknown contract version or unit, or
             methods that do not match the contract.
     """
+    given = os.fspath(path)
     path = _existing(path)
     metadata = read_metadata(path)
     data = path.read_bytes()  # read once: the SHA-256 is of the very bytes loaded
+    target = resolve_device(device)
     try:
-        module = torchscript.load(io.BytesIO(data), map_location="cpu")
+        # straight onto the device: a foreign file's frozen weights are constants, which Module.to leaves behind
+        module = torchscript.load(io.BytesIO(data), map_location=target)
     except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
-        raise ContractError(f"{path} could not be loaded by TorchScript: {exc}") from exc
+        raise ContractError(
+            f"{path} could not be loaded by TorchScript ({exc}): the file is damaged or incomplete; copy it again "
+            "or export it again"
+        ) from exc
     _check_interface(module, metadata, str(path))
-    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=hashlib.sha256(data).hexdigest())
+    sha256 = hashlib.sha256(data).hexdigest()
+    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=sha256, source=given)
 
 
 def _relative_to_first_atom(positions: np.ndarray, batch: Optional[np.ndarray]) -> np.ndarray:
@@ -115,7 +128,8 @@ def _explain_non_finite(numbers, positions, cell, pbc, batch) -> None:
 class Potential:
     """A loaded potential file. Evaluates structures in eV and Å whatever the model's units.
 
-    Use :func:`load` to make one. ``module`` is the TorchScript module in the model's own units.
+    Use :func:`load` to make one. ``module`` is the TorchScript module in the model's own units, its
+    parameters frozen (``requires_grad`` False: it evaluates, it does not train).
     """
 
     def __init__(
@@ -125,12 +139,22 @@ class Potential:
         device: DeviceLike = None,
         dtype: DtypeLike = None,
         source_sha256: Optional[str] = None,
+        source: Optional[str] = None,
     ):
         self.metadata = metadata
         self.source_sha256 = source_sha256  # of the file it was loaded from
+        self.source = source  # the path (or bundled name) it was loaded from
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, metadata.dtype)
-        self.module = module.to(device=self.device, dtype=self.dtype)  # in place: the Potential owns it
+        foreign = metadata.extra.get("foreign_format")
+        if foreign and self.dtype != getattr(torch, metadata.dtype):
+            raise ContractError(
+                f"{metadata.name} was imported from a {foreign} file whose weights are frozen {metadata.dtype} "
+                f"constants: it runs in {metadata.dtype} only; leave out dtype="
+            )
+        # In place: the Potential owns the module. Frozen, so that no engine (ASE, OpenMM, batches) that
+        # runs it computes parameter gradients; see freeze_parameters.
+        self.module = freeze_parameters(module.to(device=self.device, dtype=self.dtype))
         self.length_unit_in_angstrom = angstrom_per(metadata.length_unit)
         self.energy_unit_in_ev = ev_per(metadata.energy_unit)
         self._supported = np.zeros(len(chemical_symbols), dtype=bool)
@@ -158,6 +182,7 @@ class Potential:
             device=self.device if device is None else device,
             dtype=self.dtype if dtype is None else dtype,
             source_sha256=self.source_sha256,
+            source=self.source,
         )
 
     def fingerprint(self) -> dict:
@@ -312,12 +337,15 @@ class Potential:
                 else:
                     edges, shifts = verlet.candidates(inputs[1], inputs[2], inputs[3])
                     out = self.module.compute_from_neighbors(*inputs, edges, shifts, forces, want_virial)
-        except (torch.jit.Error, RuntimeError):
+        except (torch.jit.Error, RuntimeError) as exc:
             # The module checks its input too, with terser messages (TorchScript has no element names);
             # the checks are repeated here only after a failure, so that they cost nothing per call.
             for b in range(len(cell)):
                 atoms = slice(None) if batch is None else batch == b
                 self.check_structure(numbers[atoms], positions[atoms], cell[b], pbc[b])
+            if isinstance(exc, torch.jit.Error) and "builtins.ValueError" in str(exc):
+                # the graph builder's own checks of the cell (TorchScript can raise only ValueError)
+                raise InvalidStructureError(script_error_message(exc)) from None
             raise
         energy_scale = self.energy_unit_in_ev
         results = {
@@ -358,7 +386,12 @@ def resolve_device(device: DeviceLike) -> torch.device:
     """``None`` → CUDA when available, else CPU; strings and devices as given."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise DeviceError(f"unknown device {device!r} ({exc}): use 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {device} is not supported: use 'cpu', 'cuda' or 'cuda:N'")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"device {device} was asked for but torch sees no CUDA GPU; use device='cpu'")
     return device

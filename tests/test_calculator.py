@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -414,3 +416,36 @@ def test_float32_is_translation_invariant(offset):
     assert np.abs(found["forces"] - reference["forces"]).max() <= 2e-5 * np.abs(reference["forces"]).max()
     moved.calc = calc
     assert abs(moved.get_potential_energy() - reference["energy"]) <= 2e-6 * abs(reference["energy"])
+
+
+def test_parameters_say_which_potential_made_a_number_in_ase_trajectories_and_databases(lj_path, tmp_path):
+    """ASE's own tooling keeps ``todict()``: a trajectory and an ``ase db`` row read back name the potential
+    file, its SHA-256, dtype and device."""
+    import hashlib
+
+    from ase.db import connect
+    from ase.io import Trajectory, read
+
+    calc = mlcalc.MLCalculator(lj_path, dtype="float32", device="cpu", skin=0.5)
+    expected = {
+        "potential": str(lj_path),
+        "name": "lennard-jones",
+        "sha256": hashlib.sha256(Path(lj_path).read_bytes()).hexdigest(),
+        "dtype": "float32",
+        "device": "cpu",
+        "skin": 0.5,
+    }
+    assert calc.todict() == expected and calc.parameters == expected
+    assert repr(calc) == f"MLCalculator({str(lj_path)!r}, dtype='float32', device='cpu', skin=0.5)"
+    atoms = Atoms("Ar3", positions=[[0, 0, 0], [3.8, 0, 0], [0, 3.8, 0]])
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    with Trajectory(tmp_path / "run.traj", "w") as trajectory:
+        trajectory.write(atoms)
+    assert read(tmp_path / "run.traj").calc.parameters == expected
+    database = connect(tmp_path / "run.db")
+    database.write(atoms)
+    row = database.get(id=1)
+    assert row.calculator == "mlcalculator" and row.calculator_parameters == expected
+    with pytest.raises(TypeError):
+        mlcalc.MLCalculator(lj_path, "cpu")  # options are keyword-only

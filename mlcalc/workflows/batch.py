@@ -97,5 +97,4 @@ class ImageCalculator(ExactStateCheck):
     def calculate(
         self, atoms: Optional[Atoms] = None, properties: Sequence[str] = ("energy",), system_changes=all_changes
     ) -> None:
-        super().calculate(atoms, properties, system_changes)
         self.band.update(atoms if atoms is not None else self.atoms, self)
