@@ -1257,7 +1257,7 @@ COMMAND_LINE = [
         lambda x: opt(x, "--dihedral", "0;1;2;3"),
         2,
         r"argument --dihedral: cannot read --dihedral '0;1;2;3'",
-        r"expected comma-separated 0-based atom indices, optionally =TARGET",
+        r"expected I,J,K,L\[=TARGET\], 0-based atom indices and a target in degrees, e\.g\. 0,1,2,3=120",
     ),
     Case(
         "cli-dihedral-target-not-a-number",

@@ -9,7 +9,6 @@ import numpy as np
 
 from mlcalc.commands.arguments import EXIT_NOT_CONVERGED
 from mlcalc.commands.workflow_arguments import (
-    COORDINATE_HELP,
     add_model_arguments,
     add_optimizer_arguments,
     add_output_argument,
@@ -49,7 +48,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=[],
         type=coordinate_type("dihedral"),
         metavar="I,J,K,L[=TARGET]",
-        help=f"another dihedral held fixed at every point: {COORDINATE_HELP}",
+        help="another dihedral held fixed at every point (repeatable): 0-based atom indices I,J,K,L, optionally "
+        "=TARGET in degrees, e.g. 4,0,1,2=60; without a target the starting value is kept",
     )
     parser.add_argument("--both-directions", action="store_true", help="walk the grid back again (hysteresis)")
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")

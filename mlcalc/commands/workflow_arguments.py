@@ -21,10 +21,12 @@ if TYPE_CHECKING:  # ase and mlcalc.workflows load when a command runs or parses
 #: Option name -> class in mlcalc.workflows.internal.
 KINDS = {"distance": "Distance", "angle": "Angle", "dihedral": "Dihedral"}
 
-COORDINATE_HELP = (
-    "comma-separated 0-based atom indices, optionally =TARGET (degrees or Å), e.g. 0,1,2,3=120; "
-    "without a target the starting value is kept"
-)
+#: Per kind: the metavar, the unit of a target, and an example.
+COORDINATE_FORMS = {
+    "distance": ("I,J[=TARGET]", "Å", "0,1=1.54"),
+    "angle": ("I,J,K[=TARGET]", "degrees", "0,1,2=109.5"),
+    "dihedral": ("I,J,K,L[=TARGET]", "degrees", "0,1,2,3=120"),
+}
 
 
 def _read(path: str, index: str):
@@ -73,7 +75,11 @@ def parse_coordinate(kind: str, text: str) -> InternalCoordinate:
         indices = [int(part) for part in indices_text.replace(" ", "").split(",") if part != ""]
         target = float(target_text) if target_text.strip() else None
     except ValueError:
-        raise InternalCoordinateError(f"cannot read --{kind} {text!r}: expected {COORDINATE_HELP}") from None
+        metavar, unit, example = COORDINATE_FORMS[kind]
+        raise InternalCoordinateError(
+            f"cannot read --{kind} {text!r}: expected {metavar}, 0-based atom indices and a target in {unit}, "
+            f"e.g. {example}"
+        ) from None
     return getattr(internal, KINDS[kind])(*indices, target=target)
 
 
@@ -136,12 +142,14 @@ def coordinates_of(args: argparse.Namespace) -> list[InternalCoordinate]:
 def add_coordinate_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     """Repeatable ``--distance``, ``--angle`` and ``--dihedral`` options."""
     for kind in KINDS:
+        metavar, unit, example = COORDINATE_FORMS[kind]
         parser.add_argument(
             f"--{kind}",
             action="append",
             type=coordinate_type(kind),
-            metavar="I,J,...[=TARGET]",
-            help=f"{verb} a {kind}: {COORDINATE_HELP}",
+            metavar=metavar,
+            help=f"{verb} {'an' if kind[0] in 'aeiou' else 'a'} {kind} (repeatable): comma-separated 0-based atom "
+            f"indices, optionally =TARGET in {unit}, e.g. {example}; without a target the starting value is kept",
         )
 
 
