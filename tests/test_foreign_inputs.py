@@ -100,7 +100,9 @@ def test_unknown_kinds_and_other_files_are_refused_with_what_is_supported(tmp_pa
         mlcalc.foreign.import_torchscript(tmp_path / "missing.pt", tmp_path / "out.pt")
     with pytest.raises(PluginError, match=r"unknown foreign TorchScript kind 'nequip'; supported"):
         mlcalc.foreign.import_torchscript(deployment(tmp_path), tmp_path / "out.pt", "nequip")
-    with pytest.raises(PluginError, match=r"float32 file with its weights frozen in it.*leave out dtype"):
+    with pytest.raises(
+        PluginError, match=r"float32 file, as its tool exported it; mlcalc does not convert.*leave out dtype"
+    ):
         mlcalc.foreign.import_torchscript(deployment(tmp_path), tmp_path / "out.pt", dtype="float64")
 
 

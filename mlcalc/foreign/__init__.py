@@ -21,23 +21,25 @@ from typing import Callable, Optional
 
 from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
-from mlcalc.foreign import sevennet
-from mlcalc.foreign.files import PathLike, extra_files
+from mlcalc.foreign import mace_lammps, sevennet
+from mlcalc.foreign.files import PathLike, code_modules, extra_files
 
 
 @dataclass(frozen=True)
 class ForeignFormat:
     """A kind of foreign TorchScript file: how to recognise it and make a contract model of it.
 
+    ``recognises(extra, modules)`` reads the archive's extra files and the Python modules of its code.
     ``convert(path, extra)`` returns the model, the metadata fields (``cutoff``, ``species``, units,
-    ``dtype``, ``extra``) and ``family_version``, the version of the tool that wrote the file.
+    ``dtype``, ``extra``) and ``family_version``, the version of the tool that wrote the file (``None``
+    where the format does not record it: then it cannot be checked, and the metadata says so).
     """
 
     name: str
     family: str
     checked_versions: str
     exporter: str
-    recognises: Callable[[dict[str, bytes]], bool]
+    recognises: Callable[[dict[str, bytes], set[str]], bool]
     convert: Callable[[PathLike, dict[str, bytes]], dict]
 
 
@@ -50,6 +52,14 @@ FORMATS: dict[str, ForeignFormat] = {
         sevennet.recognises,
         sevennet.convert,
     ),
+    mace_lammps.NAME: ForeignFormat(
+        mace_lammps.NAME,
+        mace_lammps.FAMILY,
+        mace_lammps.CHECKED_VERSIONS,
+        "`mace_create_lammps_model` (pair_style mace)",
+        mace_lammps.recognises,
+        mace_lammps.convert,
+    ),
 }
 
 
@@ -58,7 +68,8 @@ def detect(path: PathLike) -> ForeignFormat:
     extra = extra_files(path)
     if METADATA_FILE in extra:
         raise PluginError(f"{path} is already an mlcalc potential file: load it as it is (mlcalc.load, --potential)")
-    found = [f for f in FORMATS.values() if f.recognises(extra)]
+    modules = code_modules(path)
+    found = [f for f in FORMATS.values() if f.recognises(extra, modules)]
     if not found:
         supported = "; ".join(f"{f.name}: {f.family} {f.checked_versions} via {f.exporter}" for f in FORMATS.values())
         raise PluginError(
@@ -84,7 +95,7 @@ def import_torchscript(
     Args:
         kind: a name in :data:`FORMATS`; ``None`` recognises it from the file's metadata.
         name, description: recorded in the metadata (default: the family and the source file).
-        dtype: must be the file's own precision when given: a foreign file's weights are frozen in it.
+        dtype: must be the file's own precision when given (a SevenNet file's weights are frozen constants).
         allow_untested_version: import a file written by a version of the tool outside
             ``checked_versions`` (with a warning) instead of refusing it.
     """
@@ -98,7 +109,7 @@ def import_torchscript(
         chosen = detect(path)
     elif kind in FORMATS:
         chosen = FORMATS[kind]
-        if not chosen.recognises(extra):
+        if not chosen.recognises(extra, code_modules(path)):
             raise PluginError(
                 f"{path} is not a {chosen.family} file ({chosen.exporter}): its extra files are {sorted(extra)}; "
                 "leave out the kind to let mlcalc recognise it"
@@ -108,9 +119,11 @@ def import_torchscript(
     fields = chosen.convert(path, extra)
     version = fields.pop("family_version")
     try:
-        checked = Version(version) in SpecifierSet(chosen.checked_versions)
+        checked = version is None or Version(version) in SpecifierSet(chosen.checked_versions)
     except InvalidVersion:
         checked = False
+    if version is None:
+        version = "(version not recorded in the file)"
     if not checked:
         message = (
             f"{path} was written by {chosen.family} {version}; mlcalc's {chosen.name} import was checked with "
@@ -124,7 +137,7 @@ def import_torchscript(
         warnings.warn(message + "; importing anyway, as asked", stacklevel=2)
     if dtype is not None and dtype != fields["dtype"]:
         raise PluginError(
-            f"{path} is a {fields['dtype']} file with its weights frozen in it; it cannot be converted to "
+            f"{path} is a {fields['dtype']} file, as its tool exported it; mlcalc does not convert a foreign file to "
             f"{dtype}: leave out dtype, or export the model again in {dtype} with {chosen.family}"
         )
     extra_fields = {"family": chosen.family, "foreign_format": chosen.name, "family_version": version}

@@ -46,6 +46,18 @@ def extra_files(path: PathLike) -> dict[str, bytes]:
         ) from exc
 
 
+def code_modules(path: PathLike) -> set[str]:
+    """The Python modules whose TorchScript code the archive holds, e.g. ``mace.calculators.lammps_mace``
+    (from its ``code/__torch__/`` entries; the file is not run)."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    modules = set()
+    for name in names:
+        if "/code/__torch__/" in name and name.endswith(".py"):
+            modules.add(name.split("/code/__torch__/", 1)[1][: -len(".py")].replace("/", "."))
+    return modules
+
+
 def text(extra: dict[str, bytes], name: str) -> str:
     """An extra file decoded as UTF-8 and stripped."""
     return extra[name].decode("utf-8", errors="replace").strip()

@@ -32,7 +32,7 @@ REQUIRED = ("chemical_symbols_to_index", "cutoff", "num_species", "dtype", "vers
 DTYPES = {"single": "float32", "double": "float64"}
 
 
-def recognises(extra: dict[str, bytes]) -> bool:
+def recognises(extra: dict[str, bytes], modules: set[str]) -> bool:
     """Whether the extra files are a SevenNet deployment's (serial or parallel)."""
     return "chemical_symbols_to_index" in extra and "model_type" in extra
 
