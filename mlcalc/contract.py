@@ -22,7 +22,8 @@ from ase.data import chemical_symbols
 from mlcalc.errors import ContractError
 from mlcalc.units import canonical_energy_unit, canonical_length_unit
 
-CONTRACT_VERSION = "1.1"  # 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists)
+#: 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists); 1.2: authors and license.
+CONTRACT_VERSION = "1.2"
 METADATA_FILE = "mlcalc_metadata.json"
 DTYPES = ("float32", "float64")
 
@@ -56,6 +57,8 @@ class Metadata:
     dtype: str = "float64"
     description: str = ""
     references: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    license: str = ""
     contract_version: str = CONTRACT_VERSION
     mlcalc_version: str = ""
     torch_version: str = ""
@@ -80,6 +83,12 @@ class Metadata:
         object.__setattr__(self, "cutoff", float(self.cutoff))
         object.__setattr__(self, "species", tuple(sorted(species)))
         object.__setattr__(self, "references", tuple(str(r) for r in self.references))
+        check(
+            not isinstance(self.authors, str),
+            f"authors must be a list of names, got the string {self.authors!r}: write authors=[{self.authors!r}]",
+        )
+        object.__setattr__(self, "authors", tuple(str(a) for a in self.authors))
+        check(isinstance(self.license, str), f"license must be a string (an SPDX identifier), got {self.license!r}")
         object.__setattr__(self, "length_unit", canonical_length_unit(self.length_unit))
         object.__setattr__(self, "energy_unit", canonical_energy_unit(self.energy_unit))
 
@@ -92,6 +101,7 @@ class Metadata:
         record = asdict(self)
         record["species"] = list(self.species)
         record["references"] = list(self.references)
+        record["authors"] = list(self.authors)
         return json.dumps(record, indent=2, sort_keys=True)
 
     @classmethod

@@ -31,6 +31,8 @@ def export(
     name: Optional[str] = None,
     description: Optional[str] = None,
     references: Optional[Iterable[str]] = None,
+    authors: Optional[Iterable[str]] = None,
+    license: Optional[str] = None,
     dtype: Union[str, torch.dtype, None] = None,
     extra: Optional[Mapping[str, Any]] = None,
 ) -> Metadata:
@@ -47,6 +49,7 @@ def export(
         length_unit: unit of positions the model expects ("angstrom", "nm", "bohr").
         energy_unit: unit of the energies it returns ("eV", "meV", "kJ/mol", "kcal/mol", "hartree").
         name, description, references: human-readable provenance.
+        authors: who made the model (names); license: its license (an SPDX identifier, e.g. "MIT").
         dtype: "float32" or "float64" (default: the model's parameters', else float64).
         extra: free-form JSON-serialisable information stored with the metadata.
     """
@@ -64,6 +67,8 @@ def export(
         "name": name,
         "description": description,
         "references": references,
+        "authors": authors,
+        "license": license,
         "dtype": _dtype_name(dtype) if dtype is not None else None,
         "extra": dict(extra) if extra is not None else None,
     }

@@ -357,7 +357,7 @@ POTENTIAL_FILES = [
         "potential-contract-2.0",
         lambda x: mlcalc.load(x.lj_with_metadata(contract_version="2.0")),
         ContractError,
-        r"contract version 2\.0 is not supported by this mlcalc \(it reads 1\.0 to 1\.1\)",
+        r"contract version 2\.0 is not supported by this mlcalc \(it reads 1\.0 to 1\.\d+\)",
         r"upgrade mlcalc",
     ),
     Case(

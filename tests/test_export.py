@@ -309,3 +309,25 @@ def test_a_cutoff_below_the_models_own_is_refused(tmp_path):
     pair = Atoms("Ar2", positions=[[0, 0, 0], [2.5, 0, 0]])
     pair.calc = mlcalc.MLCalculator(tmp_path / "lj.pt")
     assert pair.get_potential_energy() < 0
+
+
+def test_authors_and_license_are_recorded_and_older_files_still_load(tmp_path, lj_path, capsys):
+    """Contract 1.2 adds ``authors`` and ``license``; a 1.1 file (without them) loads as before."""
+    path = tmp_path / "credited.pt"
+    model = mlcalc.models.LennardJones(sigma=SIGMA, epsilon=EPSILON, cutoff=CUTOFF)
+    metadata = mlcalc.export(model, path, authors=["A. Person", "B. Person"], license="MIT")
+    assert metadata.authors == ("A. Person", "B. Person") and metadata.license == "MIT"
+    assert mlcalc.load(path).metadata.authors == ("A. Person", "B. Person")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "authors           A. Person, B. Person" in out and "license           MIT" in out
+    older = tmp_path / "older.pt"
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(lj_path), _extra_files=extra)
+    record = json.loads(extra[METADATA_FILE])
+    del record["authors"], record["license"]
+    record["contract_version"] = "1.1"
+    torch.jit.save(module, str(older), _extra_files={METADATA_FILE: json.dumps(record)})
+    assert mlcalc.load(older).metadata.authors == () and mlcalc.load(older).metadata.license == ""
+    with pytest.raises(mlcalc.ContractError, match=r"authors must be a list of names.*authors=\['A. Person'\]"):
+        mlcalc.export(model, tmp_path / "x.pt", authors="A. Person")

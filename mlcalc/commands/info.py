@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         ("units", f"length {metadata.length_unit}, energy {metadata.energy_unit}"),
         ("dtype", metadata.dtype),
         ("references", "; ".join(metadata.references) or "-"),
+        ("authors", ", ".join(metadata.authors) or "-"),
+        ("license", metadata.license or "-"),
         ("written by", f"mlcalc {metadata.mlcalc_version or '?'}, torch {metadata.torch_version or '?'}"),
     ]
     rows += [(f"extra.{k}", str(v)) for k, v in sorted(metadata.extra.items())]
