@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         DeviceError,
         InvalidStructureError,
         MLCalcError,
+        PluginError,
         UnitError,
         UnsupportedElementError,
     )
@@ -43,6 +44,7 @@ _LAZY = {
     "MLCalcError": "mlcalc.errors",
     "MLCalculator": "mlcalc.calculator",
     "Metadata": "mlcalc.contract",
+    "PluginError": "mlcalc.errors",
     "Potential": "mlcalc.potential",
     "UnitError": "mlcalc.errors",
     "UnsupportedElementError": "mlcalc.errors",
@@ -60,6 +62,7 @@ __all__ = [
     "MLCalcError",
     "MLCalculator",
     "Metadata",
+    "PluginError",
     "Potential",
     "UnitError",
     "UnsupportedElementError",

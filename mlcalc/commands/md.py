@@ -69,7 +69,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "a run that blew up stops before writing the bad state.",
     )
     parser.add_argument("structure", nargs="?", help="solute: PDB, mmCIF or SDF")
-    parser.add_argument("--config", type=Path, help="JSON or TOML file of MD settings (fields of mlcalc.md.MDConfig)")
+    parser.add_argument(
+        "--config", type=Path, help="JSON or TOML file of MD settings (fields of mlcalc.md.config.MDConfig)"
+    )
     parser.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     parser.add_argument(
         "--restart",
