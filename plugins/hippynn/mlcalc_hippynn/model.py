@@ -2,10 +2,12 @@
 
 hippynn's own layers cannot be scripted (they dispatch to custom kernels and read global settings), so
 this module restates HIP-NN (Lubbers, Smith & Barros, J. Chem. Phys. 148, 241715 (2018), eqs. 1-7)
-operation for operation as hippynn 0.1 computes it, with the trained parameters copied in:
+as hippynn 0.1 computes it, with the trained parameters copied in (the same numbers to round-off; the
+sums are ordered differently and sensitivities below 1.8e-35 are 0, see :data:`EXP_FLOOR`):
 
 * one-hot species features (``OneHotSpecies``);
-* interaction layers ``z' = sum_pairs V (s(r) ⊗ z_j) + W z + b`` with sensitivities
+* interaction layers ``z' = sum_pairs V (s(r) ⊗ z_j) + W z + b`` (the pair sum as one matrix product
+  per atom, :class:`Interaction`) with sensitivities
   ``s_nu(r) = exp(-(1/r - 1/mu_nu)^2 sigma_nu^2 / 2) cos^2(pi r / 2 r_c)`` (``InteractLayer``,
   ``InverseSensitivityModule``/``GaussianSensitivityModule``, ``CosCutoff``, ``envsum``);
 * atom layers, each optionally a residual block ``r(act(L x)) + A x`` (``ResNetWrapper``);
@@ -15,10 +17,43 @@ operation for operation as hippynn 0.1 computes it, with the trained parameters 
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
+
+#: Exponents below which a sensitivity is 0. x86 CPUs compute exp 10-40x slower where its result is below
+#: float32's smallest normal number (1.2e-38, at -87.3: subnormal or 0), and HIP-NN's sensitivities are
+#: that small for most pairs; exp(-80) = 1.8e-35 keeps clear of it. A sensitivity is at most 1: the change
+#: is round-off, in float32 and float64 alike.
+EXP_FLOOR = -80.0
+
+
+class Pairs(NamedTuple):
+    """The pairs of each atom i, in ``width`` slots (the most pairs of one atom), for :class:`Interaction`."""
+
+    pair: Tensor  # [N, width]: the index of the pair (i, j) in each slot of atom i; P in empty slots
+    second: Tensor  # [N, width]: its atom j; N in empty slots
+
+
+def pair_slots(first: Tensor, second: Tensor, n_atoms: int) -> Pairs:
+    """:class:`Pairs` of the pairs ``(first, second)`` [P] of ``n_atoms`` atoms, in any order."""
+    n_pairs = first.shape[0]
+    counts = torch.bincount(first, minlength=n_atoms)
+    order = torch.argsort(first, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(n_pairs, device=first.device) - starts[first[order]]
+    width = int(counts.max()) if n_pairs > 0 else 0
+    pair = torch.full((n_atoms, width), n_pairs, dtype=torch.long, device=first.device)
+    pair[first[order], slot] = order
+    padded_second = torch.cat([second, torch.full((1,), n_atoms, dtype=torch.long, device=second.device)])
+    return Pairs(pair, padded_second[pair])
+
+
+def padded(values: Tensor, index: Tensor) -> Tensor:
+    """``values`` [M, F] with a row of zeros appended, at ``index`` [N, W]: [N, W, F]."""
+    rows = torch.cat([values, torch.zeros((1, values.shape[1]), dtype=values.dtype, device=values.device)])
+    return rows.index_select(0, index.flatten()).view(index.shape[0], index.shape[1], values.shape[1])
 
 
 class Sensitivity(torch.nn.Module):
@@ -29,10 +64,15 @@ class Sensitivity(torch.nn.Module):
         self.mu = torch.nn.Parameter(mu.detach().clone())
         self.sigma = torch.nn.Parameter(sigma.detach().clone())
         self.hard_max_dist = float(hard_max_dist)
+        self.exp_floor = EXP_FLOOR
 
     def forward(self, distances: Tensor) -> Tensor:
         nondim = (distances.unsqueeze(1) ** -1 - self.mu**-1) ** 2 / (self.sigma**-2)
-        base = torch.exp(-0.5 * nondim)
+        exponent = -0.5 * nondim
+        # Most pairs lie far from most sensitivities' centres, where exp underflows: 0 below EXP_FLOOR,
+        # and exp of the clamped exponent (the fast path) above it.
+        above = exponent > self.exp_floor
+        base = torch.where(above, torch.exp(exponent.clamp(min=self.exp_floor)), torch.zeros_like(exponent))
         cutoff = torch.cos(math.pi / 2 * distances / self.hard_max_dist) ** 2
         cutoff = cutoff * (distances <= self.hard_max_dist).to(cutoff.dtype)
         return base * cutoff.unsqueeze(1)
@@ -60,13 +100,16 @@ class Interaction(torch.nn.Module):
         self.resnet = resnet
         self.activation = activation
 
-    def forward(self, features: Tensor, first: Tensor, second: Tensor, distances: Tensor) -> Tensor:
+    def forward(self, features: Tensor, pairs: Pairs, distances: Tensor) -> Tensor:
         n_dist, nf_out, nf_in = self.int_weights.shape
+        n_atoms = features.shape[0]
         sense = self.sensitivity(distances)
-        env = torch.zeros((features.shape[0], n_dist, nf_in), dtype=features.dtype, device=features.device)
-        env = env.index_add(0, first, sense.unsqueeze(2) * features[second].unsqueeze(1))
+        # hippynn's envsum, env[i] = sum over pairs (i, j) of s(r_ij) ⊗ z_j [N, n_dist, nf_in], as one small
+        # matrix product per atom over its pairs (padded to the same width with zeros): no pairs ×
+        # sensitivities × features tensor is formed, in the forward or the backward pass.
+        env = torch.bmm(padded(sense, pairs.pair).transpose(1, 2), padded(features, pairs.second))
         weights = torch.reshape(self.int_weights.permute(0, 2, 1), (n_dist * nf_in, nf_out))
-        out = torch.mm(torch.reshape(env, (features.shape[0], n_dist * nf_in)), weights) + self.selfint(features)
+        out = torch.mm(torch.reshape(env, (n_atoms, n_dist * nf_in)), weights) + self.selfint(features)
         if self.resnet:
             return self.res_layer(self.activation(out)) + self.adjust_layer(features)
         return self.activation(out)
@@ -105,8 +148,8 @@ class Block(torch.nn.Module):
         self.atom_layers = torch.nn.ModuleList(atom_layers)
         self.readout = readout
 
-    def forward(self, features: Tensor, first: Tensor, second: Tensor, distances: Tensor) -> Tuple[Tensor, Tensor]:
-        features = self.interaction(features, first, second, distances)
+    def forward(self, features: Tensor, pairs: Pairs, distances: Tensor) -> Tuple[Tensor, Tensor]:
+        features = self.interaction(features, pairs, distances)
         for layer in self.atom_layers:
             features = layer(features)
         return features, self.readout(features)
@@ -139,15 +182,14 @@ class HIPNNPotential(torch.nn.Module):
         self.use_onehot_readout = use_onehot_readout
 
     def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
-        first = inputs["edge_index"][0]
-        second = inputs["edge_index"][1]
         distances = torch.linalg.vector_norm(inputs["edge_vectors"], dim=1)
         features = self.onehot[inputs["species"]].to(distances.dtype)
         n = features.shape[0]
+        pairs = pair_slots(inputs["edge_index"][0], inputs["edge_index"][1], n)
         energies = torch.zeros((n, 1), dtype=features.dtype, device=features.device)
         if self.use_onehot_readout:
             energies = self.onehot_readout(features)
         for block in self.blocks:
-            features, part = block(features, first, second, distances)
+            features, part = block(features, pairs, distances)
             energies = energies + part
         return {"energies": energies.view(n)}
