@@ -130,7 +130,7 @@ def optimize(
     check_coordinates(atoms, constraints)
     check_dihedrals_in_one_molecule(atoms, constraints)
     check_no_clash(atoms, "starting")
-    return optimize_checked(
+    return optimize_unchecked(
         atoms,
         calc,
         constraints,
@@ -144,7 +144,7 @@ def optimize(
     )
 
 
-def optimize_checked(
+def optimize_unchecked(
     atoms: Atoms,
     calc: BaseCalculator,
     constraints: Sequence[InternalCoordinate],

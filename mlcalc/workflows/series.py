@@ -16,7 +16,7 @@ from ase.calculators.calculator import BaseCalculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlcalc.workflows.internal import InternalCoordinate
-from mlcalc.workflows.optimize import optimize_checked
+from mlcalc.workflows.optimize import optimize_unchecked
 from mlcalc.workflows.output import Checkpoint
 
 
@@ -136,7 +136,7 @@ def run_series(
             else:
                 start = inputs[step.start] if isinstance(step.start, str) else results[step.start].atoms
                 held = [coordinates[i].with_target(target) for i, target in step.targets.items()]
-                outcome = optimize_checked(start, calc, [*held, *fixed], **optimize_options)
+                outcome = optimize_unchecked(start, calc, [*held, *fixed], **optimize_options)
                 near = [step.targets.get(i) for i in range(len(coordinates))]
                 result = StepResult(
                     step=step,
