@@ -128,15 +128,8 @@ class Adapter(abc.ABC):
     def check_version(self, allow_untested: bool = False) -> str:
         """The installed family version; :class:`FamilyVersionError` if the adapter was not tested with it
         (a warning instead with ``allow_untested=True``)."""
-        from packaging.specifiers import SpecifierSet
-        from packaging.version import InvalidVersion, Version
-
         version = self.family_version()
-        try:
-            tested = Version(version) in SpecifierSet(self.tested_versions)
-        except InvalidVersion:
-            tested = False
-        if not tested:
+        if not version_in(version, self.tested_versions):
             message = (
                 f"{self.package} {version} is installed, but the {self.name} adapter was tested with "
                 f"{self.package}{self.tested_versions}: install a tested version "
@@ -196,6 +189,17 @@ class Adapter(abc.ABC):
             references=list(conversion.references),
             extra=extra,
         )
+
+
+def version_in(version: str, specifier: str) -> bool:
+    """Whether ``version`` satisfies the PEP 440 ``specifier`` (an unparseable version does not)."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        return Version(version) in SpecifierSet(specifier)
+    except InvalidVersion:
+        return False
 
 
 def available() -> dict[str, str]:

@@ -23,6 +23,7 @@ from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
 from mlcalc.foreign import mace_lammps, sevennet
 from mlcalc.foreign.files import PathLike, code_modules, extra_files
+from mlcalc.plugins import version_in
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,6 @@ def import_torchscript(
         allow_untested_version: import a file written by a version of the tool outside
             ``checked_versions`` (with a warning) instead of refusing it.
     """
-    from packaging.specifiers import SpecifierSet
-    from packaging.version import InvalidVersion, Version
-
     from mlcalc.export import export
 
     extra = extra_files(path)
@@ -118,10 +116,7 @@ def import_torchscript(
         raise PluginError(f"unknown foreign TorchScript kind {kind!r}; supported: {sorted(FORMATS)}")
     fields = chosen.convert(path, extra)
     version = fields.pop("family_version")
-    try:
-        checked = version is None or Version(version) in SpecifierSet(chosen.checked_versions)
-    except InvalidVersion:
-        checked = False
+    checked = version is None or version_in(version, chosen.checked_versions)
     if version is None:
         version = "(version not recorded in the file)"
     if not checked:
