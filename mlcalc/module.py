@@ -38,9 +38,7 @@ class PotentialModule(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.pair_chunk = PAIR_CHUNK
         self.max_images = MAX_IMAGES
-        lookup = torch.full((NUM_ELEMENTS,), -1, dtype=torch.long)
-        lookup[torch.tensor(list(species), dtype=torch.long)] = torch.arange(len(species))
-        self.register_buffer("species_lookup", lookup)
+        self.register_buffer("species_lookup", index_lookup(species))
 
     def forward(
         self, atomic_numbers: Tensor, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Optional[Tensor] = None
@@ -285,6 +283,14 @@ def _shift_vectors(shifts: Tensor, cell: Tensor, batch: Tensor, first: Tensor) -
     if cell.shape[0] == 1:
         return torch.mm(shifts.to(cell.dtype), cell[0])
     return torch.bmm(shifts.to(cell.dtype).unsqueeze(1), cell[batch[first]]).squeeze(1)
+
+
+def index_lookup(numbers: Sequence[int]) -> Tensor:
+    """A table over atomic numbers 0..NUM_ELEMENTS-1: the position of each of ``numbers`` in that list,
+    -1 for the others (index it with atomic numbers to get model-specific element indices)."""
+    lookup = torch.full((NUM_ELEMENTS,), -1, dtype=torch.long)
+    lookup[torch.tensor(list(numbers), dtype=torch.long)] = torch.arange(len(numbers))
+    return lookup
 
 
 def freeze_parameters(module: torch.nn.Module) -> torch.nn.Module:

@@ -20,6 +20,7 @@ from torch import Tensor
 from mlcalc import torchscript
 from mlcalc.errors import PluginError
 from mlcalc.foreign.files import PathLike
+from mlcalc.module import index_lookup
 
 NAME = "mace-lammps"
 FAMILY = "MACE"
@@ -41,9 +42,7 @@ class MaceLammpsModel(torch.nn.Module):
         super().__init__()
         self.model = lammps.model
         numbers = [int(z) for z in lammps.atomic_numbers.tolist()]
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        lookup[torch.tensor(numbers, dtype=torch.long)] = torch.arange(len(numbers))
-        self.register_buffer("index_of_number", lookup)
+        self.register_buffer("index_of_number", index_lookup(numbers))
         self.register_buffer("head", lammps.head.detach().clone().reshape(1))
         self.n_elements = len(numbers)
 

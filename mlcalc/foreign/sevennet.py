@@ -22,6 +22,7 @@ from torch import Tensor
 from mlcalc import torchscript
 from mlcalc.errors import PluginError
 from mlcalc.foreign.files import PathLike, text
+from mlcalc.module import index_lookup
 
 NAME = "sevennet-lammps"
 FAMILY = "SevenNet"
@@ -43,9 +44,7 @@ class SevenNetLammpsModel(torch.nn.Module):
     def __init__(self, deployed: torch.jit.ScriptModule, numbers: list[int]):
         super().__init__()
         self.deployed = deployed
-        lookup = torch.full((119,), -1, dtype=torch.long)
-        lookup[torch.tensor(numbers, dtype=torch.long)] = torch.arange(len(numbers))
-        self.register_buffer("type_of_number", lookup)
+        self.register_buffer("type_of_number", index_lookup(numbers))
 
     def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         numbers = inputs["atomic_numbers"]
