@@ -8,8 +8,8 @@ Outputs: ``butane-scan/``, ``butane-path/`` and ``butane-neb/`` in the current d
 from ase.build import molecule
 
 import mlcalc
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import Dihedral, dihedral_path, make_band, optimize, relax_endpoint, relaxed_scan, run_neb
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 calc = mlcalc.MLCalculator("demo")
 butane = molecule("trans-butane")

@@ -8,7 +8,8 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import all_changes
 
-from mlcalc.potential import DeviceLike, DtypeLike, PathLike, Potential, load
+from mlcalc.files import PathLike
+from mlcalc.potential import DeviceLike, DtypeLike, Potential, load
 from mlcalc.state_check import ExactStateCheck
 
 

@@ -15,19 +15,40 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from ase.data import chemical_symbols
 
 from mlcalc.errors import ContractError
 from mlcalc.units import canonical_energy_unit, canonical_length_unit
 
+if TYPE_CHECKING:
+    import torch
+
 #: 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists); 1.2: authors and license.
 CONTRACT_VERSION = "1.2"
 METADATA_FILE = "mlcalc_metadata.json"
 DTYPES = ("float32", "float64")
 
-#: Keys of the dictionary a model's ``forward`` receives (contract 1.0).
+#: TorchScript schemas of the methods every potential file exposes (see :mod:`mlcalc.module`).
+METHOD_SCHEMAS = {
+    "forward": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) "
+    "-> Dict(str, Tensor)",
+    "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
+    "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
+    "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
+}
+#: Methods for Verlet lists: added by contract 1.1, required of files that declare 1.1 or later,
+#: possibly absent from 1.0 files.
+VERLET_METHOD_SCHEMAS = {
+    "neighbor_list_within": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, float cutoff) "
+    "-> ((Tensor, Tensor))",
+    "compute_from_neighbors": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, "
+    "Tensor edge_index, Tensor shifts, bool forces=True, bool virial=False) -> Dict(str, Tensor)",
+}
+
+#: Keys of the dictionary a model's ``forward`` receives (contract 1.0). ``PotentialModule._evaluate``
+#: builds it with these keys (TorchScript needs them literal; a test checks they agree).
 MODEL_INPUTS = (
     "atomic_numbers",  # int64 [N]
     "species",  # int64 [N]: index of each atom's element in the metadata species list
@@ -43,6 +64,14 @@ MODEL_INPUTS = (
 MODEL_REQUIRED_OUTPUT = "energies"
 #: Outputs the file itself adds; a model must not return them.
 RESERVED_OUTPUTS = ("energy", "forces", "virial")
+
+
+def dtype_name(dtype: Union[str, "torch.dtype"], error: type[Exception] = ValueError) -> str:
+    """``"float32"`` or ``"float64"`` for those names or torch dtypes; raises ``error`` otherwise."""
+    name = str(dtype).replace("torch.", "")
+    if name not in DTYPES:
+        raise error(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return name
 
 
 @dataclass(frozen=True)

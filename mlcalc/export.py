@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import replace
 from typing import Any, Iterable, Mapping, Optional, Union
 
@@ -11,9 +10,9 @@ import torch
 
 from mlcalc import torchscript
 from mlcalc._version import __version__
-from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata
+from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata, dtype_name
 from mlcalc.errors import ContractError, script_error_message
-from mlcalc.files import write_atomic
+from mlcalc.files import PathLike, write_atomic
 from mlcalc.module import PotentialModule, copy_script_module
 
 _REQUIRED = ("cutoff", "species", "length_unit", "energy_unit")
@@ -22,7 +21,7 @@ _DICT_TYPE = "Dict[str, Tensor]"
 
 def export(
     model: torch.nn.Module,
-    path: Union[str, os.PathLike],
+    path: PathLike,
     *,
     cutoff: Optional[float] = None,
     species: Optional[Iterable[int]] = None,
@@ -69,7 +68,7 @@ def export(
         "references": references,
         "authors": authors,
         "license": license,
-        "dtype": _dtype_name(dtype) if dtype is not None else None,
+        "dtype": dtype_name(dtype, ContractError) if dtype is not None else None,
         "extra": dict(extra) if extra is not None else None,
     }
     own_cutoff = declared.get("cutoff")
@@ -147,13 +146,13 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
                 )
 
 
-def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: Union[str, os.PathLike]) -> None:
+def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: PathLike) -> None:
     """Save with the metadata as a TorchScript extra file; a crash never leaves a partial file."""
     write_atomic(path, lambda tmp: torchscript.save(module, str(tmp), {METADATA_FILE: metadata.to_json()}))
 
 
 def _check_signature(scripted: torch.jit.ScriptModule) -> None:
-    schema = scripted.forward.schema
+    schema = scripted.forward.schema  # type: ignore[attr-defined]  # a ScriptMethod's schema
     arguments = [a for a in schema.arguments if a.name != "self"]
     returns = [str(r.type) for r in schema.returns]
     if len(arguments) != 1 or str(arguments[0].type) != _DICT_TYPE or returns != [_DICT_TYPE]:
@@ -176,15 +175,8 @@ def _test_structures(metadata: Metadata) -> list[tuple]:
     ]
 
 
-def _dtype_name(dtype: Union[str, torch.dtype]) -> str:
-    name = str(dtype).replace("torch.", "")
-    if name not in ("float32", "float64"):
-        raise ContractError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return name
-
-
 def _parameter_dtype(model: torch.nn.Module) -> str:
     dtypes = {t.dtype for t in list(model.parameters()) + list(model.buffers()) if t.is_floating_point()}
     if len(dtypes) > 1:
         raise ContractError(f"the model mixes floating dtypes {sorted(map(str, dtypes))}: pass dtype= to export")
-    return _dtype_name(dtypes.pop()) if dtypes else "float64"
+    return dtype_name(dtypes.pop(), ContractError) if dtypes else "float64"

@@ -15,10 +15,8 @@ Its methods are the contract's outer interface, usable from any code that can lo
 non-decreasing) may be omitted for one structure.
 """
 
-from __future__ import annotations
-
 import io
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -30,6 +28,8 @@ NUM_ELEMENTS = 119
 
 
 class PotentialModule(torch.nn.Module):
+    species_lookup: Tensor  # buffer: index of each atomic number in the species list, -1 where absent
+
     """Graph builder plus model behind one interface; scripted and saved by :func:`mlcalc.export`."""
 
     def __init__(self, model: torch.nn.Module, cutoff: float, species: Sequence[int]):
@@ -277,6 +277,9 @@ class PotentialModule(torch.nn.Module):
         return cell, pbc, batch
 
 
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
 def _shift_vectors(shifts: Tensor, cell: Tensor, batch: Tensor, first: Tensor) -> Tensor:
     """``shifts @ cell`` of each edge's structure [E, 3]; one matrix product for a single structure
     (gathering a 3x3 cell per edge for ``bmm`` cost 4x more, in the backward pass of the virial)."""
@@ -293,7 +296,7 @@ def index_lookup(numbers: Sequence[int]) -> Tensor:
     return lookup
 
 
-def freeze_parameters(module: torch.nn.Module) -> torch.nn.Module:
+def freeze_parameters(module: ModuleT) -> ModuleT:
     """Make no parameter of ``module`` require a gradient (in place); returns ``module``.
 
     Forces and the virial are gradients with respect to positions and strain only, but TorchScript's

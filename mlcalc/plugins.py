@@ -22,13 +22,12 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 
 from mlcalc import torchscript
-from mlcalc.contract import Metadata
+from mlcalc.contract import Metadata, dtype_name
 from mlcalc.errors import FamilyVersionError, PluginError
+from mlcalc.files import PathLike
 
 #: Entry-point group under which model-family adapters register an :class:`Adapter` instance.
 ENTRY_POINT_GROUP = "mlcalc.plugins"
-
-PathLike = Union[str, os.PathLike]
 
 
 @dataclass
@@ -170,10 +169,8 @@ class Adapter(abc.ABC):
         if unknown:
             known = ", ".join(f"{k} ({v})" for k, v in self.options.items()) or "none"
             raise PluginError(f"the {self.name} adapter has no option(s) {unknown}; its options: {known}")
-        dtype_name = None if dtype is None else str(dtype).replace("torch.", "")
-        if dtype_name not in (None, "float32", "float64"):
-            raise PluginError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        conversion = self.convert(source, dtype=dtype_name, length_unit=length_unit, energy_unit=energy_unit, **options)
+        name = None if dtype is None else dtype_name(dtype, PluginError)
+        conversion = self.convert(source, dtype=name, length_unit=length_unit, energy_unit=energy_unit, **options)
         extra = {"family": self.name, "family_package": self.package, "family_version": version}
         extra.update(conversion.extra)
         return export(

@@ -8,7 +8,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlcalc import torchscript
-from mlcalc.contract import METADATA_FILE, Metadata, version_tuple
+from mlcalc.contract import METADATA_FILE, METHOD_SCHEMAS, VERLET_METHOD_SCHEMAS, Metadata, dtype_name, version_tuple
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import (
     ContractError,
@@ -26,23 +26,14 @@ from mlcalc.errors import (
     UnsupportedElementError,
     script_error_message,
 )
+from mlcalc.files import PathLike
 from mlcalc.graph import complete_cell
 from mlcalc.module import copy_script_module, freeze_parameters
 from mlcalc.units import angstrom_per, ev_per
-from mlcalc.verlet import VERLET_SCHEMAS, VerletList
+from mlcalc.verlet import VerletList
 
-PathLike = Union[str, os.PathLike]
 DeviceLike = Union[str, torch.device, None]
 DtypeLike = Union[str, torch.dtype, None]
-
-#: Schemas of the methods a potential file must expose (see :mod:`mlcalc.module`).
-REQUIRED_SCHEMAS = {
-    "forward": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) "
-    "-> Dict(str, Tensor)",
-    "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
-    "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
-    "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
-}
 
 
 def read_metadata(path: PathLike) -> Metadata:
@@ -254,7 +245,13 @@ class Potential:
         candidate edges between calls.
         """
         if isinstance(images, Atoms):  # the ASE calculator's path: no concatenation, no batch vector
-            arrays = (images.numbers, images.positions, images.cell.array[None], images.pbc[None], None)
+            arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]] = (
+                images.numbers,
+                images.positions,
+                images.cell.array[None],
+                images.pbc[None],
+                None,
+            )
             counts = [len(images)]
         else:
             images = list(images)
@@ -273,7 +270,7 @@ class Potential:
         start = 0
         for b, count in enumerate(counts):
             stop = start + count
-            item = {"energy": float(results["energy"][b]), "free_energy": float(results["energy"][b])}
+            item: dict[str, Any] = {"energy": float(results["energy"][b]), "free_energy": float(results["energy"][b])}
             item["energies"] = results["energies"][start:stop]
             if forces:
                 item["forces"] = results["forces"][start:stop]
@@ -399,10 +396,7 @@ def resolve_device(device: DeviceLike) -> torch.device:
 
 def resolve_dtype(dtype: DtypeLike, default: str) -> torch.dtype:
     """``"float32"``/``"float64"``/``torch.float32``/``torch.float64``; ``None`` → ``default``."""
-    name = default if dtype is None else str(dtype).replace("torch.", "")
-    if name not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return getattr(torch, name)
+    return getattr(torch, dtype_name(default if dtype is None else dtype))
 
 
 def _existing(path: PathLike) -> Path:
@@ -411,9 +405,9 @@ def _existing(path: PathLike) -> Path:
 
 
 def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source: str) -> None:
-    required = dict(REQUIRED_SCHEMAS)
+    required = dict(METHOD_SCHEMAS)
     if version_tuple(metadata.contract_version) >= (1, 1):
-        required.update(VERLET_SCHEMAS)
+        required.update(VERLET_METHOD_SCHEMAS)
     for method, expected in required.items():
         if not hasattr(module, method):
             raise ContractError(f"{source}: the module has no {method}() method; re-export it with mlcalc.export")

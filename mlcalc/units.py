@@ -80,3 +80,6 @@ def ev_per(energy_unit: str) -> float:
 EV_PER_KJ_PER_MOL = ENERGY_UNITS["kJ/mol"]
 #: Å in one nm, the OpenMM length unit.
 ANGSTROM_PER_NM = LENGTH_UNITS["nm"]
+
+#: kcal/mol in one eV (the workflow tables report barriers in both).
+EV_TO_KCAL_MOL = ase_units.mol / ase_units.kcal

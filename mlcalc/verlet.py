@@ -15,16 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from mlcalc.contract import VERLET_METHOD_SCHEMAS
 from mlcalc.errors import ContractError
-
-#: Methods a potential file needs for a Verlet list: added by contract 1.1, required of files that
-#: declare 1.1 or later (checked at load), possibly absent from 1.0 files (checked here).
-VERLET_SCHEMAS = {
-    "neighbor_list_within": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, float cutoff) "
-    "-> ((Tensor, Tensor))",
-    "compute_from_neighbors": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch, "
-    "Tensor edge_index, Tensor shifts, bool forces=True, bool virial=False) -> Dict(str, Tensor)",
-}
 
 
 class VerletList:
@@ -33,7 +25,7 @@ class VerletList:
     def __init__(self, module: torch.jit.ScriptModule, cutoff: float, skin: float, source: str = "the potential"):
         if not skin > 0:
             raise ValueError(f"the Verlet skin must be positive (a length), got {skin!r}")
-        missing = [name for name in VERLET_SCHEMAS if not hasattr(module, name)]
+        missing = [name for name in VERLET_METHOD_SCHEMAS if not hasattr(module, name)]
         if missing:
             raise ContractError(
                 f"{source} has no {', '.join(missing)}: it was written for contract 1.0, before Verlet lists; "

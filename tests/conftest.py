@@ -1,16 +1,13 @@
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from reference_parameters import CUTOFF, EPSILON, MORSE, SIGMA
 from threadpoolctl import threadpool_limits
 
 import mlcalc
-
-sys.path.insert(0, str(Path(__file__).parent))  # structures.py, reference_parameters.py
-from reference_parameters import CUTOFF, EPSILON, MORSE, SIGMA  # noqa: E402
 
 torch.set_num_threads(2)
 # numpy's OpenBLAS workers busy-wait after every call and starve torch on small machines: an ASE

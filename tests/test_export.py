@@ -331,3 +331,34 @@ def test_authors_and_license_are_recorded_and_older_files_still_load(tmp_path, l
     assert mlcalc.load(older).metadata.authors == () and mlcalc.load(older).metadata.license == ""
     with pytest.raises(mlcalc.ContractError, match=r"authors must be a list of names.*authors=\['A. Person'\]"):
         mlcalc.export(model, tmp_path / "x.pt", authors="A. Person")
+
+
+class _RecordInputs(torch.nn.Module):
+    """Eager-only model that records the keys and dtypes of the input dictionary it receives."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict = {}
+
+    def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        self.seen = {key: value.dtype for key, value in inputs.items()}
+        return {"energies": inputs["positions"].sum(1)}
+
+
+def test_model_inputs_are_the_contracts():
+    """``PotentialModule`` writes its input dictionary's keys literally (TorchScript): they must be
+    ``contract.MODEL_INPUTS``, the list the docs and the export errors quote."""
+    from mlcalc.contract import MODEL_INPUTS
+    from mlcalc.module import PotentialModule
+
+    model = _RecordInputs()
+    module = PotentialModule(model, cutoff=3.0, species=[1, 8])
+    positions = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.96], [0.93, 0.0, -0.24]], dtype=torch.float64)
+    module.compute(
+        torch.tensor([8, 1, 1]), positions, torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.bool)
+    )
+    assert list(model.seen) == list(MODEL_INPUTS)
+    integers = {"atomic_numbers", "species", "batch", "edge_index", "edge_shifts"}
+    assert {key for key, dtype in model.seen.items() if dtype == torch.int64} == integers
+    assert model.seen["pbc"] == torch.bool
+

@@ -13,6 +13,7 @@ from ase.optimize import BFGS
 
 import mlcalc
 from mlcalc.errors import InvalidStructureError
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import (
     Dihedral,
     InternalCoordinateError,
@@ -23,7 +24,6 @@ from mlcalc.workflows import (
     relaxed_scan,
     run_neb,
 )
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 CCCC = Dihedral(0, 1, 2, 3)
 

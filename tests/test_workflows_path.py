@@ -8,8 +8,8 @@ from ase.build import molecule
 from tblite.ase import TBLite
 from threadpoolctl import threadpool_limits
 
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import Dihedral, dihedral_path, make_band, optimize, path_rmsd, relax_endpoint, run_neb
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 CCCC = Dihedral(0, 1, 2, 3)
 

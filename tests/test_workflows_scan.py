@@ -11,10 +11,10 @@ from ase.build import molecule
 from tblite.ase import TBLite
 from threadpoolctl import threadpool_limits
 
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows.errors import CheckpointError
 from mlcalc.workflows.internal import Dihedral
 from mlcalc.workflows.scan import relaxed_scan
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 CCCC = Dihedral(0, 1, 2, 3)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mlcalc.analysis.secondary import REGIONS
-from mlcalc.md.files import write_atomic
+from mlcalc.files import write_atomic
 
 
 def _save(figure, path: Path) -> None:

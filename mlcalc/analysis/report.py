@@ -12,7 +12,7 @@ from mlcalc.analysis.secondary import state_statistics
 from mlcalc.analysis.spectrum import power_spectrum, velocities_from_positions
 from mlcalc.analysis.structure import distance_histogram, radius_of_gyration, rmsf
 from mlcalc.analysis.torsions import backbone_torsions
-from mlcalc.md.files import write_csv, write_json
+from mlcalc.files import write_csv_atomic, write_json_atomic
 
 #: The default selection: the word ``solute`` (see :func:`select`), not an MDAnalysis selection string.
 DEFAULT_SELECTION = "solute"
@@ -128,26 +128,26 @@ def write_results(result: dict, output: Path, atoms, plots: bool = True) -> None
         angles, labels = result["torsions"]["angles"], result["torsions"]["labels"]
         header = ["frame"] + [f"{label}_{angle}" for label in labels for angle in ("phi", "psi")]
         rows = [[k, *angles[k].ravel().tolist()] for k in range(len(angles))]
-        write_csv(output / "torsions.csv", header, rows)
+        write_csv_atomic(output / "torsions.csv", header, rows)
         states = result["states"]
-        write_csv(output / "states.csv", list(states[0]), [list(row.values()) for row in states])
+        write_csv_atomic(output / "states.csv", list(states[0]), [list(row.values()) for row in states])
         summary["states"] = states
-    write_csv(
+    write_csv_atomic(
         output / "rmsf.csv",
         ["index", "name", "resname", "resid", "rmsf_angstrom"],
         [[a.index, a.name, a.resname, a.resid, float(v)] for a, v in zip(atoms, result["rmsf"])],
     )
-    write_csv(output / "rg.csv", ["frame", "rg_angstrom"], list(enumerate(result["rg"].tolist())))
+    write_csv_atomic(output / "rg.csv", ["frame", "rg_angstrom"], list(enumerate(result["rg"].tolist())))
     summary["rg_mean_angstrom"] = float(np.mean(result["rg"]))
     if "distance_density" in result:
-        write_csv(
+        write_csv_atomic(
             output / "distances.csv",
             ["distance_angstrom", "density_per_angstrom"],
             zip(result["distance_centres"].tolist(), result["distance_density"].tolist()),
         )
     wavenumbers, power = result["spectrum"]
-    write_csv(output / "spectrum.csv", ["wavenumber_cm-1", "power"], zip(wavenumbers.tolist(), power.tolist()))
-    write_json(output / "summary.json", summary)
+    write_csv_atomic(output / "spectrum.csv", ["wavenumber_cm-1", "power"], zip(wavenumbers.tolist(), power.tolist()))
+    write_json_atomic(output / "summary.json", summary, indent=2, sort_keys=True)
     if plots:
         from mlcalc.analysis.plots import plot_overview, plot_ramachandran
 
@@ -160,5 +160,5 @@ def compare_and_write(first: dict, second: dict, output: Optional[Path] = None) 
     """Pearson correlations between two :func:`analyze` results; ``comparison.json`` in ``output``."""
     correlations = compare(first, second)
     if output is not None:
-        write_json(Path(output) / "comparison.json", correlations)
+        write_json_atomic(Path(output) / "comparison.json", correlations, indent=2, sort_keys=True)
     return correlations

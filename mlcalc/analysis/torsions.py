@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import warnings
+from typing import Optional
 
 import numpy as np
 from MDAnalysis.analysis.dihedrals import Ramachandran
 
 
-def backbone_torsions(atomgroup, start: int = None, stop: int = None, step: int = None) -> tuple[np.ndarray, list[str]]:
+def backbone_torsions(
+    atomgroup, start: Optional[int] = None, stop: Optional[int] = None, step: Optional[int] = None
+) -> tuple[np.ndarray, list[str]]:
     """φ and ψ in degrees, shape [frames, residues, 2], and a label (``ALA2``) per residue.
 
     Only residues with both a preceding and a following residue have both angles (MDAnalysis's

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from mlcalc.commands.arguments import positive_int
 
@@ -142,7 +143,7 @@ class StopOnInterrupt:
 
     def __init__(self) -> None:
         self.asked = False
-        self.previous = None
+        self.previous: Any = None  # the SIGINT handler to restore
 
     def requested(self) -> bool:
         return self.asked

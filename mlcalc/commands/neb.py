@@ -54,9 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlcalc.units import EV_TO_KCAL_MOL
     from mlcalc.workflows.endpoints import prepare_endpoint
     from mlcalc.workflows.neb import make_band, run_neb
-    from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
     calc = make_calculator(args)
     if args.band is not None:

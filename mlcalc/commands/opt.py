@@ -36,8 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlcalc.files import write_json_atomic
     from mlcalc.workflows.optimize import optimize
-    from mlcalc.workflows.output import write_images_atomic, write_json_atomic
+    from mlcalc.workflows.output import write_images_atomic
 
     atoms = read_structure(args.structure)
     result = optimize(

@@ -60,9 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlcalc.workflows.output import write_json_atomic
+    from mlcalc.files import write_json_atomic
+    from mlcalc.units import EV_TO_KCAL_MOL
     from mlcalc.workflows.path import dihedral_path, path_rmsd
-    from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
     result = dihedral_path(
         read_structure(args.initial),

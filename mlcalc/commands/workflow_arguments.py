@@ -155,7 +155,7 @@ def add_coordinate_arguments(parser: argparse.ArgumentParser, verb: str) -> None
 
 def report_relaxed_endpoints(command: str, images: list[Atoms]) -> None:
     """Print how far each endpoint that was relaxed moved (``info`` of :mod:`mlcalc.workflows.endpoints`)."""
-    from mlcalc.workflows.units import EV_TO_KCAL_MOL
+    from mlcalc.units import EV_TO_KCAL_MOL
 
     for name, image in (("initial", images[0]), ("final", images[-1])):
         change = image.info.get("relaxation_eV", 0.0)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+
+from mlcalc.files import PathLike
 
 #: Bundled potentials: name → file in this folder.
 BUNDLED_MODELS = {"demo": "demo.pt"}
@@ -25,7 +26,7 @@ def bundled_model_path(name: str) -> Path:
     return path
 
 
-def resolve_potential_path(path: Union[str, os.PathLike]) -> Path:
+def resolve_potential_path(path: PathLike) -> Path:
     """``path`` itself when it names a file; else the bundled potential of that name.
 
     A name that is neither an existing file nor a bundled potential (a directory among them) raises

@@ -28,7 +28,7 @@ from mlcalc.calculator import MLCalculator
 from mlcalc.export import export
 from mlcalc.models import LennardJones
 from mlcalc.openmm import create_system
-from mlcalc.openmm.forces import IMPLEMENTATIONS, implementation_of
+from mlcalc.openmm.forces import force_class_of
 from mlcalc.openmm.platforms import choose_platform
 from mlcalc.potential import load
 from mlcalc.units import EV_PER_KJ_PER_MOL
@@ -123,7 +123,7 @@ def _npt_liquid(potential, output: Path, steps: int) -> None:
     )
     e_openmm = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * EV_PER_KJ_PER_MOL
     e_ase = frame.get_potential_energy()
-    openmm_force = IMPLEMENTATIONS[implementation_of(system.getForce(0))]
+    openmm_force = force_class_of(system.getForce(0))
     print(
         f"[3/3] OpenMM: {steps} steps ({steps * 5 / 1000:g} ps) of NPT MD of {n_atoms} Ar atoms at "
         f"{temperature:g} K, {pressure:g} bar ({openmm_force} + MonteCarloBarostat) in {seconds:.1f} s\n"

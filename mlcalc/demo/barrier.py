@@ -21,8 +21,8 @@ from mlcalc.demo.reference import gfn2_xtb, single_points
 from mlcalc.demo.reliability import non_hierarchicality
 from mlcalc.demo.torsion import BUTANE_CCCC
 from mlcalc.potential import Potential
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import NEBResult, make_band, optimize, relax_endpoint, run_neb
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 GAUCHE_START_DEG = 65.0
 NEB_STEPS = 1000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -11,8 +11,8 @@ from mlcalc.demo.barrier import BarrierResult
 from mlcalc.demo.reliability import FLAG_ABOVE
 from mlcalc.demo.torsion import TorsionResult
 from mlcalc.demo.water import EXPERIMENTAL_DENSITY, WaterResult
+from mlcalc.files import write_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from mlcalc.potential import Potential
-from mlcalc.workflows.output import write_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 
 
 def summary(
@@ -80,7 +80,7 @@ def write_report(
     """Write the tables, plots, ``summary.json`` and ``report.md`` into ``output``; returns report.md's path."""
     data = summary(potential, torsion, barrier, water, seconds)
     for name, rows in (("butane-torsion", torsion.rows()), ("butane-neb", barrier.rows()), ("water-npt", water.rows())):
-        write_csv_atomic(output / f"{name}.csv", rows, list(rows[0]))
+        write_csv_atomic(output / f"{name}.csv", list(rows[0]), rows, digits=10)
     write_json_atomic(output / "summary.json", data)
     _plot_torsion(torsion, output / "butane-torsion.png")
     _plot_neb(barrier, output / "butane-neb.png")
@@ -99,7 +99,7 @@ def _save(figure, path: Path) -> None:
     write_atomic(path, lambda tmp: figure.savefig(tmp, format="png", dpi=150))
 
 
-def _profile(axes, x: Sequence[float], curves: dict, xlabel: str) -> None:
+def _profile(axes, x: Union[Sequence[float], np.ndarray], curves: dict, xlabel: str) -> None:
     for label, (y, style) in curves.items():
         axes.plot(x, y, style, label=label)
     axes.set_xlabel(xlabel)

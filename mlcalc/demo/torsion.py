@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase.build import molecule
@@ -17,8 +18,8 @@ from mlcalc.calculator import MLCalculator
 from mlcalc.demo.reference import gfn2_xtb, single_points
 from mlcalc.demo.reliability import non_hierarchicality
 from mlcalc.potential import Potential
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import Dihedral, relaxed_scan
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 #: The carbon backbone of ``ase.build.molecule("trans-butane")`` (0-based).
 BUTANE_CCCC = Dihedral(0, 1, 2, 3)
@@ -76,7 +77,7 @@ def butane_torsion(potential: Potential, output: Path, step_deg: float, progress
     ``progress``: a progress bar per scan on stderr."""
     grid = np.arange(180.0, -180.0 + 1e-6, -step_deg)[: int(round(360.0 / step_deg))]
     butane = molecule("trans-butane")
-    options = dict(fmax=FMAX, resume=False, progress=progress)
+    options: dict[str, Any] = dict(fmax=FMAX, resume=False, progress=progress)
     demo = relaxed_scan(butane, MLCalculator(potential), BUTANE_CCCC, grid, output=output / "demo", **options)
     xtb = relaxed_scan(butane, gfn2_xtb(), BUTANE_CCCC, grid, output=output / "gfn2-xtb", **options)
     demo_images = demo.images

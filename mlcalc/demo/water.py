@@ -24,7 +24,7 @@ from openmm import app, unit
 from mlcalc.calculator import MLCalculator
 from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.openmm import create_system
-from mlcalc.openmm.forces import IMPLEMENTATIONS, implementation_of
+from mlcalc.openmm.forces import force_class_of
 from mlcalc.openmm.platforms import choose_platform
 from mlcalc.potential import Potential
 from mlcalc.units import EV_PER_KJ_PER_MOL
@@ -161,7 +161,7 @@ def water_npt(
         energy_openmm_eV=state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * EV_PER_KJ_PER_MOL,
         energy_ase_eV=frame.get_potential_energy(),
         seconds=seconds,
-        openmm_force=IMPLEMENTATIONS[implementation_of(system.getForce(0))],
+        openmm_force=force_class_of(system.getForce(0)),
         platform=platform.getName(),
     )
 

@@ -21,8 +21,9 @@ from typing import Callable, Optional
 
 from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
+from mlcalc.files import PathLike
 from mlcalc.foreign import mace_lammps, sevennet
-from mlcalc.foreign.files import PathLike, code_modules, extra_files
+from mlcalc.foreign.files import code_modules, extra_files
 from mlcalc.plugins import version_in
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import zipfile
-from typing import Union
 
 from mlcalc.errors import PluginError
-
-PathLike = Union[str, os.PathLike]
+from mlcalc.files import PathLike
 
 
 def extra_files(path: PathLike) -> dict[str, bytes]:

@@ -10,8 +10,6 @@ The per-atom energies are the model's ``node_energy`` (E0s included). The file r
 Read from ``mace/calculators/lammps_mace.py`` and ``mace/modules/models.py`` of mace-torch 0.3.16.
 """
 
-from __future__ import annotations
-
 from typing import Dict
 
 import torch
@@ -19,7 +17,7 @@ from torch import Tensor
 
 from mlcalc import torchscript
 from mlcalc.errors import PluginError
-from mlcalc.foreign.files import PathLike
+from mlcalc.files import PathLike
 from mlcalc.module import index_lookup
 
 NAME = "mace-lammps"
@@ -36,6 +34,9 @@ def recognises(extra: dict[str, bytes], modules: set[str]) -> bool:
 
 
 class MaceLammpsModel(torch.nn.Module):
+    index_of_number: Tensor
+    head: Tensor
+
     """Contract model around a LAMMPS_MACE file's MACE model: per-atom energies (eV) from mlcalc's graph."""
 
     def __init__(self, lammps: torch.jit.ScriptModule):

@@ -11,8 +11,6 @@ neither LAMMPS nor the ``sevenn`` package. Read from ``sevenn/pair_e3gnn/pair_e3
 ``sevenn/scripts/deploy.py`` of SevenNet 0.13.
 """
 
-from __future__ import annotations
-
 from typing import Dict
 
 import torch
@@ -21,7 +19,8 @@ from torch import Tensor
 
 from mlcalc import torchscript
 from mlcalc.errors import PluginError
-from mlcalc.foreign.files import PathLike, text
+from mlcalc.files import PathLike
+from mlcalc.foreign.files import text
 from mlcalc.module import index_lookup
 
 NAME = "sevennet-lammps"
@@ -39,6 +38,8 @@ def recognises(extra: dict[str, bytes], modules: set[str]) -> bool:
 
 
 class SevenNetLammpsModel(torch.nn.Module):
+    type_of_number: Tensor
+
     """Contract model around a SevenNet serial deployment: per-atom energies (eV) from mlcalc's graph."""
 
     def __init__(self, deployed: torch.jit.ScriptModule, numbers: list[int]):

@@ -9,7 +9,7 @@ import numbers
 from pathlib import Path
 from typing import Optional
 
-from mlcalc.md.files import write_json
+from mlcalc.files import write_json_atomic
 
 MODES = ("ml", "mlmm")
 BOX_SHAPES = ("cube", "octahedron", "dodecahedron")
@@ -147,7 +147,7 @@ class MDConfig:
         return data
 
     def save(self, path: Path) -> None:
-        write_json(path, self.to_dict())
+        write_json_atomic(path, self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict) -> "MDConfig":
@@ -205,7 +205,7 @@ def check_number(name: str, value: object, unit: str, lowest: float, inclusive: 
         raise ValueError(f"{name} must be a number{in_unit}, got {value!r}: write the number alone{in_unit}")
     if not math.isfinite(value):
         raise ValueError(f"{name} is {value!r}: give a finite number{in_unit}")
-    if whole and value != int(value):
+    if whole and not float(value).is_integer():
         raise ValueError(f"{name} = {value!r} is not a whole number: give a whole number{in_unit}")
     if value < lowest or (value == lowest and not inclusive):
         bound = f"{'of at least' if inclusive else 'above'} {lowest:g}{' ' + unit if unit else ''}"

@@ -34,10 +34,9 @@ from openmm import app, unit
 
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import InvalidStructureError
-from mlcalc.files import file_sha256
+from mlcalc.files import file_sha256, write_atomic
 from mlcalc.md.checkpoints import MANIFEST, CheckpointError, read_checkpoint, write_checkpoint
 from mlcalc.md.config import MDConfig
-from mlcalc.md.files import write_atomic
 from mlcalc.md.guard import SimulationBlewUpError, StateGuard, check_state, degrees_of_freedom
 from mlcalc.md.systems import barostat, build_system
 from mlcalc.md.trajectory import truncate_state_data, truncate_trajectory

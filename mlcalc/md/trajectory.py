@@ -13,7 +13,7 @@ import os
 import struct
 from pathlib import Path
 
-from mlcalc.md.files import write_atomic
+from mlcalc.files import write_atomic
 
 
 def truncate_dcd(path: Path, frames: int) -> None:

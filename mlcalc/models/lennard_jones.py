@@ -1,7 +1,5 @@
 """Lennard-Jones pair potential (Å, eV) as an mlcalc model."""
 
-from __future__ import annotations
-
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -11,6 +9,10 @@ from mlcalc.models.pairwise import ALL_ELEMENTS, pair_energies_to_atoms
 
 
 class LennardJones(torch.nn.Module):
+    sigma: Tensor
+    epsilon: Tensor
+    offset: Tensor
+
     """u(r) = 4ε[(σ/r)¹² − (σ/r)⁶] for r < cutoff.
 
     Args:

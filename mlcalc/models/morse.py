@@ -1,7 +1,5 @@
 """Morse pair potential with ASE's smooth cutoff (Å, eV) as an mlcalc model."""
 
-from __future__ import annotations
-
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -11,6 +9,12 @@ from mlcalc.models.pairwise import ALL_ELEMENTS, pair_energies_to_atoms
 
 
 class Morse(torch.nn.Module):
+    epsilon: Tensor
+    rho0: Tensor
+    r0: Tensor
+    inner: Tensor
+    outer: Tensor
+
     """V(r) = ε[exp(−2ρ₀(r/r₀ − 1)) − 2 exp(−ρ₀(r/r₀ − 1))] · f_cut(r), with the parameters,
     defaults and quintic smooth cutoff of ASE's ``MorsePotential``: f_cut goes from 1 at
     ``rcut1·r0`` to 0 at ``rcut2·r0`` (the cutoff of the exported file).

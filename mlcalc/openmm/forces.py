@@ -53,6 +53,14 @@ def implementation_of(force: openmm.Force) -> Optional[str]:
     return {cls: name for name, cls in IMPLEMENTATIONS.items()}.get(kind)
 
 
+def force_class_of(force: openmm.Force) -> str:
+    """``"TorchForce"`` or ``"PythonForce"``: the OpenMM class of a force made by :func:`create_force`."""
+    implementation = implementation_of(force)
+    if implementation is None:
+        raise ValueError(f"the force {force.getName()!r} was not made by mlcalc.openmm.create_force")
+    return IMPLEMENTATIONS[implementation]
+
+
 def create_force(
     potential: PotentialLike,
     topology_or_atomic_numbers: TopologyOrNumbers,

@@ -99,7 +99,7 @@ def create_mixed_system(
             f"the topology has {topology.getNumAtoms()} atoms but the system {n} particles: pass the Topology the "
             "System was built from (forcefield.createSystem(topology))"
         )
-    ml = ml_indices(list(atoms), n)
+    ml = ml_indices(list(atoms), n) or []  # never None: atoms is a list
     ml_set = set(ml)
     _check_forces(system)
     _check_constraints(system, topology, ml_set)
@@ -222,7 +222,7 @@ def _copy_without_terms(system: openmm.System, ml: set[int], remove_constraints:
     if remove_constraints:
         for constraints in root.findall("./Constraints"):
             for constraint in list(constraints):
-                if int(constraint.get("p1")) in ml and int(constraint.get("p2")) in ml:
+                if int(constraint.get("p1", -1)) in ml and int(constraint.get("p2", -1)) in ml:
                     constraints.remove(constraint)
     return openmm.XmlSerializer.deserialize(ET.tostring(root, encoding="unicode"))
 

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Union
 from openmm import app
 
 from mlcalc.errors import InvalidStructureError, UnsupportedElementError
-from mlcalc.potential import DtypeLike, PathLike, Potential, load
+from mlcalc.files import PathLike
+from mlcalc.potential import DtypeLike, Potential, load
 from mlcalc.units import ANGSTROM_PER_NM, EV_PER_KJ_PER_MOL
 
 PotentialLike = Union[Potential, PathLike]

@@ -12,8 +12,6 @@ openmm-torch is optional (``pip install "mlcalc[openmm-torch]"``): it is importe
 TorchForce is asked for, never when the PythonForce is used.
 """
 
-from __future__ import annotations
-
 import functools
 import logging
 import re
@@ -81,6 +79,14 @@ def _reload_torch_kernels() -> None:
 
 
 class TorchForceModule(torch.nn.Module):
+    atomic_numbers: Tensor
+    indices: Tensor
+    length_scale: Tensor
+    no_cell: Tensor
+    no_pbc: Tensor
+    all_pbc: Tensor
+    default_box: Tensor
+
     """``forward(positions [N, 3] nm, boxvectors [3, 3] nm = None) -> (energy, forces)``: the energy in
     kJ/mol and the forces on all N particles in kJ/mol/nm (zero on particles outside the ML atoms),
     in the dtype of ``positions``; for a TorchForce with ``setOutputsForces(True)``.
@@ -106,7 +112,7 @@ class TorchForceModule(torch.nn.Module):
         check_default_box: bool = False,
     ):
         super().__init__()
-        self.potential = potential
+        self.potential: Any = potential  # a ScriptModule: its contract methods are found at run time
         self.select = indices is not None
         self.register_buffer("atomic_numbers", torch.tensor(list(atomic_numbers), dtype=torch.long))
         self.register_buffer("indices", torch.tensor(list(indices) if indices is not None else [], dtype=torch.long))

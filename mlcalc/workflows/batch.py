@@ -16,7 +16,7 @@ image, still never twice for the same structure.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -45,7 +45,9 @@ class BandCalculator:
     def __init__(self, calc: BaseCalculator, images: Sequence[Atoms]):
         self.calc = calc
         self.images = images
-        self.batched = callable(getattr(calc, "calculate_batch", None))
+        batch = getattr(calc, "calculate_batch", None)
+        self.calculate_batch: Optional[Callable[[list[Atoms]], list[dict]]] = batch if callable(batch) else None
+        self.batched = self.calculate_batch is not None
         self.calls = 0
         self.evaluations = 0
         for image in images:
@@ -58,8 +60,8 @@ class BandCalculator:
         stale = [(a, calc) for a, calc in members if a is not requesting and calc.is_stale(a)]
         stale.append((requesting, requesting_calc))
         structures = [a for a, _ in stale]
-        if self.batched:
-            results = self.calc.calculate_batch(structures)
+        if self.calculate_batch is not None:
+            results = self.calculate_batch(structures)
             self.calls += 1
         else:
             results = []

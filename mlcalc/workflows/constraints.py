@@ -56,7 +56,7 @@ class FixInternalCoordinates(FixInternals):
         try:
             super().adjust_positions(atoms, new)
         except ValueError as exc:  # ASE's bare "FixInternals.adjust_positions did not converge."
-            held = ", ".join(c.at(c.target) for c in self.coordinates)
+            held = ", ".join(c.at(c.required_target) for c in self.coordinates)
             raise ConstraintNotHeldError(
                 f"the constraints ({held}) cannot be met near the new positions (ASE: {exc}): the step went "
                 "where they have no nearby solution, usually an angle of a held dihedral near 180°, where the "

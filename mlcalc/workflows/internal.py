@@ -107,7 +107,7 @@ class InternalCoordinate:
         return f"{type(self).__name__}({args}" + ("" if self.target is None else f", target={self.target:g}") + ")"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.same_atoms(other) and self.target == other.target  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.same_atoms(other) and self.target == other.target
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, min(self.indices, self.indices[::-1]), self.target))
@@ -142,11 +142,16 @@ class InternalCoordinate:
         """``value − reference`` in internal units (radians or Å); for dihedrals wrapped into [−π, π)."""
         return value - reference
 
+    @property
+    def required_target(self) -> float:
+        """The target (degrees or Å); :class:`InternalCoordinateError` when there is none."""
+        if self.target is None:
+            raise InternalCoordinateError(f"{self.name} has no target value")
+        return self.target
+
     def error(self, atoms: Atoms, target: Optional[float] = None) -> float:
         """Current value minus the target (radians or Å; wrapped for dihedrals)."""
-        target = self.target if target is None else target
-        if target is None:
-            raise InternalCoordinateError(f"{self.name} has no target value")
+        target = self.required_target if target is None else target
         return self.difference(self.internal_value(atoms), self.to_internal(target))
 
     def gradient(self, atoms: Atoms) -> np.ndarray:
@@ -158,10 +163,10 @@ class InternalCoordinate:
     def _derivatives(self, atoms: Atoms) -> np.ndarray:
         raise NotImplementedError
 
-    def _vectors(self, atoms: Atoms) -> list[np.ndarray]:
+    def _vectors(self, atoms: Atoms) -> tuple[np.ndarray, ...]:
         """Bond vectors a0→a1, a1→a2, … each as a [1, 3] array (raw; the minimum image is applied by ASE)."""
         p = atoms.positions[list(self.indices)]
-        return [(p[n + 1] - p[n])[None, :] for n in range(self.n_atoms - 1)]
+        return tuple((p[n + 1] - p[n])[None, :] for n in range(self.n_atoms - 1))
 
     def check(self, atoms: Atoms) -> None:
         """Raise :class:`InternalCoordinateError` when this coordinate is undefined for ``atoms``."""
@@ -265,7 +270,8 @@ class Dihedral(InternalCoordinate):
 
     def internal_value(self, atoms: Atoms) -> float:
         cell, pbc = mic_cell(atoms)
-        return math.radians(float(get_dihedrals(*self._vectors(atoms), cell=cell, pbc=pbc)[0]))
+        first, second, third = self._vectors(atoms)
+        return math.radians(float(get_dihedrals(first, second, third, cell=cell, pbc=pbc)[0]))
 
     def difference(self, value: float, reference: float) -> float:
         return wrap(value - reference, 2 * math.pi)
@@ -273,7 +279,8 @@ class Dihedral(InternalCoordinate):
     def _derivatives(self, atoms: Atoms) -> np.ndarray:
         cell, pbc = mic_cell(atoms)
         try:
-            return np.radians(get_dihedrals_derivatives(*self._vectors(atoms), cell=cell, pbc=pbc)[0])
+            first, second, third = self._vectors(atoms)
+            return np.radians(get_dihedrals_derivatives(first, second, third, cell=cell, pbc=pbc)[0])
         except ZeroDivisionError:
             raise InternalCoordinateError(f"{self.name} is undefined: three of its atoms are collinear") from None
 

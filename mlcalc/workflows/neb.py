@@ -25,12 +25,14 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.mep import DyNEB
 from ase.optimize.optimize import Optimizer
 
+from mlcalc.files import PathLike, write_csv_atomic, write_json_atomic
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows.batch import BandCalculator
 from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
 from mlcalc.workflows.fragments import check_no_clash
-from mlcalc.workflows.output import PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
+from mlcalc.workflows.output import write_images_atomic
+from mlcalc.workflows.plotting import plot_neb
 from mlcalc.workflows.profile import EnergyProfile
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 NEB_OPTIMIZERS = ("FIRE", "BFGS", "LBFGS", "MDMin", "FIRE2")
 INTERPOLATIONS = ("idpp", "linear")
@@ -86,12 +88,10 @@ class NEBResult(EnergyProfile):
 
     def write(self, directory: PathLike) -> Path:
         """Write ``neb.extxyz``, ``neb.csv``, ``neb.json`` and ``neb.png`` into ``directory``."""
-        from mlcalc.workflows.plotting import plot_neb
-
         directory = Path(directory)
         rows = self.rows()
         write_images_atomic(directory / "neb.extxyz", self.images)
-        write_csv_atomic(directory / "neb.csv", rows, list(rows[0]))
+        write_csv_atomic(directory / "neb.csv", list(rows[0]), rows, digits=10)
         write_json_atomic(
             directory / "neb.json",
             {
@@ -107,7 +107,7 @@ class NEBResult(EnergyProfile):
                 "images": rows,
             },
         )
-        plot_neb(self, directory / "neb.png")
+        plot_neb(self.images, self.converged, directory / "neb.png")
         return directory
 
 
@@ -194,10 +194,9 @@ def run_neb(
     if len(images) < 3:
         raise ValueError(f"a band needs the two endpoints and at least one image, got {len(images)} structures")
     check_same_atoms(images[0], images[-1])
-    if isinstance(optimizer, str):
-        if optimizer not in NEB_OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {NEB_OPTIMIZERS} or an ASE Optimizer class, got {optimizer!r}")
-        optimizer = getattr(ase.optimize, optimizer)
+    if isinstance(optimizer, str) and optimizer not in NEB_OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {NEB_OPTIMIZERS} or an ASE Optimizer class, got {optimizer!r}")
+    optimizer_class: type[Optimizer] = getattr(ase.optimize, optimizer) if isinstance(optimizer, str) else optimizer
     band = [image.copy() for image in images]
     evaluator = BandCalculator(calc, band)
     # the first band evaluation (every image in one call) gives the endpoints' forces
@@ -214,7 +213,7 @@ def run_neb(
     )
     uncounted_forces = neb.get_forces
     evaluations = _count_calls(neb)
-    dynamics = optimizer(neb, logfile=logfile)
+    dynamics = optimizer_class(neb, logfile=logfile)  # type: ignore[arg-type]  # ASE optimises NEB objects too
     bar = _progress_bar(dynamics, uncounted_forces, steps, fmax) if progress else None
     try:
         converged = bool(dynamics.run(fmax=fmax, steps=steps))
@@ -269,5 +268,5 @@ def _count_calls(neb: DyNEB) -> list[int]:
         count[0] += 1
         return original()
 
-    neb.get_forces = get_forces
+    neb.get_forces = get_forces  # type: ignore[method-assign]
     return count

@@ -185,7 +185,7 @@ def impose_targets(atoms: Atoms, targets: Sequence[InternalCoordinate], bonds: O
         return
     bonds = bond_pairs(atoms) if bonds is None else bonds
     for coordinate in moving:
-        set_coordinate(atoms, coordinate, coordinate.target, moving_group(atoms, coordinate, bonds))
+        set_coordinate(atoms, coordinate, coordinate.required_target, moving_group(atoms, coordinate, bonds))
 
 
 def _optimize_ase(

@@ -9,36 +9,18 @@ from bit-identical structures.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional
 
 import numpy as np
 from ase import Atoms
 
-from mlcalc.files import PathLike, write_atomic, write_text_atomic
+from mlcalc.files import PathLike, json_default, write_atomic, write_json_atomic
 from mlcalc.workflows.errors import CheckpointError
 
-__all__ = ["PathLike", "write_atomic", "write_text_atomic"]  # re-exported for the workflow modules
 CHECKPOINT_VERSION = 1
-
-
-def write_json_atomic(path: PathLike, data: Any, indent: Optional[int] = 1) -> Path:
-    """Write ``data`` as JSON atomically."""
-    return write_text_atomic(path, json.dumps(data, indent=indent, default=_json_default) + "\n")
-
-
-def write_csv_atomic(path: PathLike, rows: Sequence[dict], columns: Sequence[str]) -> Path:
-    """Write ``rows`` (dicts keyed by ``columns``) as CSV atomically; floats with 10 significant digits."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(column)) for column in columns])
-    return write_text_atomic(path, buffer.getvalue())
 
 
 def write_images_atomic(path: PathLike, images: Iterable[Atoms]) -> Path:
@@ -47,24 +29,6 @@ def write_images_atomic(path: PathLike, images: Iterable[Atoms]) -> Path:
 
     images = list(images)
     return write_atomic(path, lambda tmp: write(tmp, images, format="extxyz"))
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.10g}"
-    return str(value)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def structure_fingerprint(atoms: Atoms) -> str:
@@ -101,7 +65,7 @@ class Checkpoint:
 
     def __init__(self, directory: PathLike, parameters: dict, resume: bool = True):
         self.directory = Path(directory)
-        self.parameters = json.loads(json.dumps(parameters, default=_json_default))
+        self.parameters = json.loads(json.dumps(parameters, default=json_default))
         self.steps: list[dict] = []
         stored = self.directory / "parameters.json"
         if resume and stored.exists():
@@ -138,7 +102,7 @@ class Checkpoint:
 
     def append(self, step: dict) -> None:
         """Record a completed step (atomically)."""
-        step = json.loads(json.dumps(step, default=_json_default))
+        step = json.loads(json.dumps(step, default=json_default))
         write_json_atomic(self._step_path(len(self.steps)), step, indent=None)
         self.steps.append(step)
 

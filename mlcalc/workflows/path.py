@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
@@ -27,14 +27,16 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize.optimize import Optimizer
 
 from mlcalc.errors import InvalidStructureError
+from mlcalc.files import PathLike, write_csv_atomic, write_json_atomic
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
 from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no_clash
 from mlcalc.workflows.internal import Dihedral, check_coordinates, wrap
-from mlcalc.workflows.output import Checkpoint, PathLike, write_csv_atomic, write_images_atomic, write_json_atomic
+from mlcalc.workflows.output import Checkpoint, write_images_atomic
+from mlcalc.workflows.plotting import plot_path
 from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.scan import parameters_record
 from mlcalc.workflows.series import Step, StepResult, run_series
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 DIRECTIONS = ("shortest", "increasing", "decreasing")
 
@@ -80,11 +82,9 @@ class PathResult(EnergyProfile):
 
     def write(self, directory: PathLike) -> Path:
         """Write ``path.csv``, ``path.json``, ``path.extxyz`` and ``path.png`` into ``directory``."""
-        from mlcalc.workflows.plotting import plot_path
-
         directory = Path(directory)
         rows = self.rows()
-        write_csv_atomic(directory / "path.csv", rows, list(rows[0]))
+        write_csv_atomic(directory / "path.csv", list(rows[0]), rows, digits=10)
         write_json_atomic(
             directory / "path.json",
             {
@@ -96,7 +96,15 @@ class PathResult(EnergyProfile):
             },
         )
         write_images_atomic(directory / "path.extxyz", self.images)
-        plot_path(self, directory / "path.png")
+        relative = (np.asarray(self.energies) - self.energies[0]) * EV_TO_KCAL_MOL
+        plot_path(
+            self.guide_values,
+            relative,
+            self.converged_images,
+            self.guide.axis_label,
+            self.barrier * EV_TO_KCAL_MOL,
+            directory / "path.png",
+        )
         return directory
 
 
@@ -182,7 +190,7 @@ def dihedral_path(
     ]
     if partner is not None:  # re-optimise each with only the guide fixed
         plan += [Step(targets={0: targets[0][n]}, start=n, tag="relaxed") for n in range(n_intermediates)]
-    options = dict(backend=backend, fmax=fmax, steps=steps, optimizer=optimizer)
+    options: dict[str, Any] = dict(backend=backend, fmax=fmax, steps=steps, optimizer=optimizer)
     checkpoint = None
     if output is not None:
         parameters = parameters_record("dihedral_path", initial, calc, coordinates, [], plan, options)

@@ -1,18 +1,17 @@
-"""PNG plots of scans, paths and NEB bands (matplotlib's object API: no pyplot state, no display needed)."""
+"""PNG plots of scans, paths and NEB bands (matplotlib's object API: no pyplot state, no display needed).
+
+The functions take plain arrays, not the result classes: results import this module, never the reverse.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
+from ase import Atoms
 
-from mlcalc.workflows.output import PathLike, write_atomic
-
-if TYPE_CHECKING:
-    from mlcalc.workflows.neb import NEBResult
-    from mlcalc.workflows.path import PathResult
-    from mlcalc.workflows.scan import ScanResult
+from mlcalc.files import PathLike, write_atomic
 
 
 def _figure(size=(6.0, 4.0)):
@@ -32,26 +31,38 @@ def _mark_unconverged(axes, x: np.ndarray, y: np.ndarray, converged: Sequence[bo
         axes.plot(x[bad], y[bad], "x", color="red", markersize=9, label="not converged")
 
 
-def plot_scan(result: "ScanResult", path: PathLike) -> Path:
-    """Profile (1D: relative energy against the scanned value, each direction a line) or energy map (2D)."""
-    from mlcalc.workflows.units import EV_TO_KCAL_MOL
+def plot_scan(
+    targets: np.ndarray,
+    relative_kcal_mol: np.ndarray,
+    converged: Sequence[bool],
+    tags: Sequence[str],
+    axis_labels: Sequence[str],
+    path: PathLike,
+    *,
+    degrees: bool = True,
+) -> Path:
+    """Profile (1D: relative energy against the scanned value, each direction a line) or energy map (2D).
 
-    coordinates = result.coordinates
-    relative = result.relative_energies * EV_TO_KCAL_MOL
-    targets = result.targets
-    converged = [p.converged for p in result.points]
-    if len(coordinates) == 1:
+    Args:
+        targets: ``(n_points, n_coordinates)`` scanned values (degrees or Å).
+        relative_kcal_mol: ``(n_points,)`` energies relative to the lowest converged point.
+        converged: per point; unconverged points get a red cross.
+        tags: per point, ``"forward"`` or ``"backward"`` (1D scans in both directions).
+        axis_labels: one per coordinate.
+        degrees: the first coordinate is an angle (ticks every 60°).
+    """
+    relative = np.asarray(relative_kcal_mol)
+    if len(axis_labels) == 1:
         figure, axes = _figure()
-        tags = [p.step.tag for p in result.points]
         for tag, style in (("forward", "o-"), ("backward", "s--")):
             chosen = np.array([t == tag for t in tags])
             if chosen.any():
                 order = np.argsort(targets[chosen, 0], kind="stable")
                 axes.plot(targets[chosen, 0][order], relative[chosen][order], style, label=tag, markersize=4)
         _mark_unconverged(axes, targets[:, 0], relative, converged)
-        axes.set_xlabel(coordinates[0].axis_label)
+        axes.set_xlabel(axis_labels[0])
         axes.set_ylabel("relative energy (kcal/mol)")
-        if coordinates[0].unit == "deg" and np.ptp(targets[:, 0]) > 180:
+        if degrees and np.ptp(targets[:, 0]) > 180:
             axes.set_xticks(np.arange(np.floor(targets[:, 0].min() / 60) * 60, targets[:, 0].max() + 1, 60))
         axes.legend(frameon=False)
         axes.set_title("relaxed scan")
@@ -66,34 +77,41 @@ def plot_scan(result: "ScanResult", path: PathLike) -> Path:
     mesh = axes.pcolormesh(grid1, grid2, energy, shading="nearest", cmap="viridis")
     figure.colorbar(mesh, ax=axes, label="relative energy (kcal/mol)")
     _mark_unconverged(axes, targets[:, 0], targets[:, 1], converged)
-    axes.set_xlabel(coordinates[0].axis_label)
-    axes.set_ylabel(coordinates[1].axis_label)
+    axes.set_xlabel(axis_labels[0])
+    axes.set_ylabel(axis_labels[1])
     axes.set_title("relaxed 2D scan")
     return _save(figure, path)
 
 
-def plot_path(result: "PathResult", path: PathLike) -> Path:
-    """Relative energy (kcal/mol) along a dihedral-driven path against the guiding dihedral."""
-    from mlcalc.workflows.units import EV_TO_KCAL_MOL
-
+def plot_path(
+    guide_values: Sequence[float],
+    relative_kcal_mol: Sequence[float],
+    converged: Sequence[bool],
+    axis_label: str,
+    barrier_kcal_mol: float,
+    path: PathLike,
+) -> Path:
+    """Energy relative to the initial structure (kcal/mol) along a dihedral-driven path against the guiding
+    dihedral (degrees)."""
     figure, axes = _figure()
-    x = np.asarray(result.guide_values)
-    y = (np.asarray(result.energies) - result.energies[0]) * EV_TO_KCAL_MOL
+    x = np.asarray(guide_values)
+    y = np.asarray(relative_kcal_mol)
     axes.plot(x, y, "o-", markersize=4)
-    _mark_unconverged(axes, x, y, result.converged_images)
-    axes.set_xlabel(result.guide.axis_label)
+    _mark_unconverged(axes, x, y, converged)
+    axes.set_xlabel(axis_label)
     axes.set_ylabel("energy relative to the initial structure (kcal/mol)")
-    axes.set_title(f"dihedral-driven path: barrier {result.barrier * EV_TO_KCAL_MOL:.2f} kcal/mol")
-    if (~np.asarray(result.converged_images)).any():
+    axes.set_title(f"dihedral-driven path: barrier {barrier_kcal_mol:.2f} kcal/mol")
+    if not all(converged):
         axes.legend(frameon=False)
     return _save(figure, path)
 
 
-def plot_neb(result: "NEBResult", path: PathLike) -> Path:
-    """ASE's NEB band plot (energies against the reaction coordinate, with ASE's force-based spline)."""
+def plot_neb(images: Sequence[Atoms], converged: bool, path: PathLike) -> Path:
+    """ASE's NEB band plot of ``images`` (with their energies and forces): energies against the reaction
+    coordinate, with ASE's force-based spline."""
     from ase.mep import NEBTools
 
     figure, axes = _figure()
-    NEBTools(result.images).plot_band(ax=axes)
-    axes.set_title(("" if result.converged else "NOT CONVERGED: ") + axes.get_title())
+    NEBTools(list(images)).plot_band(ax=axes)
+    axes.set_title(("" if converged else "NOT CONVERGED: ") + axes.get_title())
     return _save(figure, path)

@@ -26,19 +26,13 @@ from ase import Atoms
 from ase.calculators.calculator import BaseCalculator
 from ase.optimize.optimize import Optimizer
 
+from mlcalc.files import PathLike, write_csv_atomic, write_json_atomic
+from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no_clash
 from mlcalc.workflows.internal import Dihedral, InternalCoordinate, check_coordinates, resolve_targets
-from mlcalc.workflows.output import (
-    Checkpoint,
-    PathLike,
-    calculator_fingerprint,
-    structure_fingerprint,
-    write_csv_atomic,
-    write_images_atomic,
-    write_json_atomic,
-)
+from mlcalc.workflows.output import Checkpoint, calculator_fingerprint, structure_fingerprint, write_images_atomic
+from mlcalc.workflows.plotting import plot_scan
 from mlcalc.workflows.series import Step, StepResult, run_series
-from mlcalc.workflows.units import EV_TO_KCAL_MOL
 
 #: Default dihedral grid: 0°, 10°, …, 350° (seed 004's ephedrine scan).
 DEFAULT_GRID_DEG = tuple(float(x) for x in range(0, 360, 10))
@@ -103,7 +97,7 @@ class ScanResult:
         """Write ``scan.csv`` and ``scan.json`` into ``directory``."""
         directory = Path(directory)
         rows = self.rows()
-        write_csv_atomic(directory / "scan.csv", rows, table_columns(self.coordinates))
+        write_csv_atomic(directory / "scan.csv", table_columns(self.coordinates), rows, digits=10)
         write_json_atomic(
             directory / "scan.json",
             {
@@ -118,12 +112,18 @@ class ScanResult:
     def write(self, directory: PathLike) -> Path:
         """Write ``scan.csv``, ``scan.json``, ``scan.extxyz`` and ``scan.png`` (when there are points)
         into ``directory``."""
-        from mlcalc.workflows.plotting import plot_scan
-
         self.write_tables(directory)
         write_images_atomic(Path(directory) / "scan.extxyz", self.images)
         if self.points:
-            plot_scan(self, Path(directory) / "scan.png")
+            plot_scan(
+                self.targets,
+                self.relative_energies * EV_TO_KCAL_MOL,
+                [p.converged for p in self.points],
+                [p.step.tag for p in self.points],
+                [c.axis_label for c in self.coordinates],
+                Path(directory) / "scan.png",
+                degrees=self.coordinates[0].unit == "deg",
+            )
         return Path(directory)
 
 
@@ -200,7 +200,9 @@ def _image(point: StepResult, n: int, coordinates: Sequence[InternalCoordinate])
 MAX_GRID_POINTS = 3601
 
 
-def scan_grid(atoms: Atoms, coordinate: InternalCoordinate, grid: Optional[Sequence[float]]) -> list[float]:
+def scan_grid(
+    atoms: Atoms, coordinate: InternalCoordinate, grid: Union[Sequence[float], np.ndarray, None]
+) -> list[float]:
     """The grid to visit: ``grid`` as given, or for a dihedral 0°–350° by 10° started at the point
     nearest to its current value (so the first step is small)."""
     if grid is not None:
@@ -244,7 +246,7 @@ def relaxed_scan(
     atoms: Atoms,
     calc: BaseCalculator,
     coordinates: Coordinates,
-    grid: Optional[Sequence] = None,
+    grid: Union[Sequence, np.ndarray, None] = None,
     *,
     fixed: Sequence[InternalCoordinate] = (),
     both_directions: bool = False,
