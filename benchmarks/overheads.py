@@ -227,9 +227,9 @@ def peptide_band(n_images: int) -> list[Atoms]:
 
 def neb_batching(path: Union[Path, str], images: list[Atoms]) -> dict:
     """One band evaluation of ``images`` with the potential ``path``: one ``calculate_batch`` call, and
-    :class:`~mlcalc.workflows.batch.BandCalculator` (what the NEB uses), against a loop with one
+    :class:`~mlcalc.workflows.band.BandCalculator` (what the NEB uses), against a loop with one
     calculator per image."""
-    from mlcalc.workflows.batch import BandCalculator
+    from mlcalc.workflows.band import BandCalculator
 
     n_images = len(images)
     initial = images[0]

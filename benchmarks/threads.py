@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from common import cpu_model
+
 HERE = Path(__file__).resolve().parent
 VARIANTS = {
     "defaults": {"threads": None, "env": {}},
@@ -50,14 +52,6 @@ THREAD_VARIABLES = (
 LOOPS = ("openmm_ml", "openmm_mlmm", "ase_bfgs")
 LOAD_PROCESSES = 4
 LOAD_LIMIT_S = 600  # a busy loop ends by itself after this long even if this script is killed
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def water_cluster():

@@ -9,7 +9,7 @@ Then 1 ps of NPT at 300 K and 1 bar with 1 fs steps (the peptide's hydrogens are
 about a minute on two CPU cores.
 
 The potential: mlcalc's bundled demo HIP-NN (``mlcalc.load("demo")``: H, C, N, O, trained on GFN2-xTB
-energies and forces of small neutral molecules and water; see the README's model card). It is a
+energies and forces of small neutral molecules and water; see docs/model-card.md). It is a
 demonstration, not a peptide potential, and it has no charge input: the zwitterion's NH3+ and COO-
 are outside what it was trained on. Use a potential trained for your system for science.
 """

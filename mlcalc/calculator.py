@@ -33,9 +33,16 @@ class MLCalculator(ExactStateCheck):
             periodic flags and atoms are unchanged (:class:`mlcalc.verlet.VerletList`); the results
             equal a fresh graph's to rounding. ``neighbor_builds`` and ``neighbor_reuses`` count calls.
         use_cache: as in ASE (``False``: evaluate at every request).
+
+    A committee file (``potential.metadata.committee`` members) also gives ``energy_uncertainty`` (eV: the
+    standard deviation of the members' energies) and ``energy_committee`` [M] (eV) at every call, and
+    ``forces_uncertainty`` [N] (eV/Å: per atom, sqrt(1/M Σ_m |F_m - F|²)) when asked for, e.g.
+    ``calc.get_property("forces_uncertainty", atoms)``: it costs one backward pass per member.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    #: Properties a committee file adds (contract 1.3).
+    committee_properties = ["energy_uncertainty", "forces_uncertainty", "energy_committee"]
     nolabel = True
 
     def __init__(
@@ -66,6 +73,8 @@ class MLCalculator(ExactStateCheck):
         super().__init__(parameters=parameters, use_cache=use_cache)
         self.potential = potential
         self.verlet = potential.verlet_list(skin) if skin > 0 else None
+        if potential.metadata.committee:
+            self.implemented_properties = [*type(self).implemented_properties, *self.committee_properties]
 
     def todict(self) -> dict:
         """The parameters (see the class docstring): what ASE records for this calculator."""
@@ -95,7 +104,9 @@ class MLCalculator(ExactStateCheck):
         # every call (slow on network file systems); this one writes no files.
         if atoms is not None:
             self.atoms = atoms.copy()
-        self.results = self.potential.evaluate(self.atoms, verlet=self.verlet)[0]
+        uncertainty = "forces_uncertainty" in properties  # one backward pass per member: only when asked
+        verlet = None if uncertainty else self.verlet
+        self.results = self.potential.evaluate(self.atoms, verlet=verlet, force_uncertainty=uncertainty)[0]
 
     def calculate_batch(self, images: Sequence[Atoms]) -> list[dict]:
         """Evaluate many structures in one model call; one results dict per structure, with the

@@ -2,7 +2,7 @@
 
 A file is a TorchScript archive of :class:`mlcalc.module.PotentialModule` (the periodic graph
 builder plus the user's model) with a JSON metadata record stored as the TorchScript extra
-file :data:`METADATA_FILE`. The README states the contract for users; this module is the
+file :data:`METADATA_FILE`. docs/contract.md states the contract for users; this module is the
 single place the code reads it from.
 
 Versioning: ``MAJOR.MINOR``. A minor release adds optional inputs or outputs and stays
@@ -25,8 +25,9 @@ from mlcalc.units import canonical_energy_unit, canonical_length_unit
 if TYPE_CHECKING:
     import torch
 
-#: 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists); 1.2: authors and license.
-CONTRACT_VERSION = "1.2"
+#: 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists); 1.2: authors and license;
+#: 1.3: committees (``committee`` in the metadata, the uncertainty outputs).
+CONTRACT_VERSION = "1.3"
 METADATA_FILE = "mlcalc_metadata.json"
 DTYPES = ("float32", "float64")
 
@@ -37,6 +38,11 @@ METHOD_SCHEMAS = {
     "compute": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
     "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
     "neighbor_list": "(Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None) -> ((Tensor, Tensor))",
+}
+#: The committee method: added by contract 1.3, required of files that declare 1.3 or later.
+COMMITTEE_METHOD_SCHEMAS = {
+    "compute_committee": "(Tensor atomic_numbers, Tensor positions, Tensor cell, Tensor pbc, Tensor? batch=None, "
+    "bool forces=True, bool virial=False) -> Dict(str, Tensor)",
 }
 #: Methods for Verlet lists: added by contract 1.1, required of files that declare 1.1 or later,
 #: possibly absent from 1.0 files.
@@ -62,8 +68,17 @@ MODEL_INPUTS = (
 )
 #: Output every model must return: per-atom energies, float [N], model energy unit.
 MODEL_REQUIRED_OUTPUT = "energies"
+#: Optional model output of a committee (contract 1.3): each member's per-atom energies, float [N, M], model
+#: energy unit; ``energies`` must then be their mean over members.
+MODEL_COMMITTEE_OUTPUT = "energies_committee"
+#: Outputs a file adds for a committee, in model units: ``energy_committee`` [B, M] (each member's total
+#: energy per structure) and ``energy_uncertainty`` [B] (the standard deviation of those, ddof 0), from
+#: every method; ``compute_committee`` with forces adds ``forces_uncertainty`` [N] (per atom, sqrt of the
+#: members' mean squared deviation from the mean force vector, sqrt(1/M Σ_m |F_m - F|²)), at the cost of
+#: one backward pass per member. ``forces`` and ``virial`` are the gradients of the mean energy.
+COMMITTEE_OUTPUTS = ("energy_committee", "energy_uncertainty", "forces_uncertainty")
 #: Outputs the file itself adds; a model must not return them.
-RESERVED_OUTPUTS = ("energy", "forces", "virial")
+RESERVED_OUTPUTS = ("energy", "forces", "virial") + COMMITTEE_OUTPUTS
 
 
 def dtype_name(dtype: Union[str, "torch.dtype"], error: type[Exception] = ValueError) -> str:
@@ -88,6 +103,7 @@ class Metadata:
     references: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     license: str = ""
+    committee: int = 0
     contract_version: str = CONTRACT_VERSION
     mlcalc_version: str = ""
     torch_version: str = ""
@@ -118,6 +134,13 @@ class Metadata:
         )
         object.__setattr__(self, "authors", tuple(str(a) for a in self.authors))
         check(isinstance(self.license, str), f"license must be a string (an SPDX identifier), got {self.license!r}")
+        check(
+            isinstance(self.committee, int)
+            and not isinstance(self.committee, bool)
+            and self.committee != 1
+            and self.committee >= 0,
+            f"committee must be the number of members (2 or more), or 0 for a single model; got {self.committee!r}",
+        )
         object.__setattr__(self, "length_unit", canonical_length_unit(self.length_unit))
         object.__setattr__(self, "energy_unit", canonical_energy_unit(self.energy_unit))
 

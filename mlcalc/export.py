@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 
@@ -20,7 +20,7 @@ _DICT_TYPE = "Dict[str, Tensor]"
 
 
 def export(
-    model: torch.nn.Module,
+    model: Union[torch.nn.Module, Sequence[torch.nn.Module]],
     path: PathLike,
     *,
     cutoff: Optional[float] = None,
@@ -38,8 +38,10 @@ def export(
     """Write ``model`` as a self-contained mlcalc potential file and return its metadata.
 
     ``model`` is a ``torch.nn.Module`` (or scripted module) whose ``forward`` takes the contract's
-    input dictionary and returns a dictionary with per-atom ``"energies"`` (see the README). Its
-    attribute ``mlcalc_metadata`` (a dict), when present, supplies defaults for every keyword.
+    input dictionary and returns a dictionary with per-atom ``"energies"`` (see docs/contract.md). Its
+    attribute ``mlcalc_metadata`` (a dict), when present, supplies defaults for every keyword. A list of
+    models is exported as one :class:`mlcalc.models.Committee` (their mean energy and forces, and their
+    spread as the committee outputs).
 
     Args:
         path: file to write; replaced atomically.
@@ -52,6 +54,10 @@ def export(
         dtype: "float32" or "float64" (default: the model's parameters', else float64).
         extra: free-form JSON-serialisable information stored with the metadata.
     """
+    if isinstance(model, (list, tuple)):
+        from mlcalc.models.committee import Committee
+
+        model = Committee(model)
     if not isinstance(model, torch.nn.Module):
         raise ContractError(
             f"export needs a torch.nn.Module, got {type(model).__name__}: pass the model itself (a saved state "
@@ -96,7 +102,13 @@ def export(
     metadata = replace(Metadata(**fields), mlcalc_version=__version__, torch_version=torch.__version__)
 
     module = build_module(model, metadata)
-    check_module(module, metadata)
+    members = check_module(module, metadata)
+    if "committee" in fields and fields["committee"] != members:
+        raise ContractError(
+            f"the model declares a committee of {fields['committee']} members but returns "
+            + (f"{members} members' energies" if members else "no 'energies_committee'")
+        )
+    metadata = replace(metadata, committee=members)  # what the model returns decides
     save_module(module, metadata, path)
     return metadata
 
@@ -117,9 +129,11 @@ def build_module(model: torch.nn.Module, metadata: Metadata) -> torch.jit.Script
     return torchscript.script(wrapper)
 
 
-def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
-    """Run the module on small test structures (one open, one periodic) and check its outputs."""
+def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> int:
+    """Run the module on small test structures (one open, one periodic) and check its outputs; returns the
+    number of committee members it reports (0 for a single model)."""
     dtype = getattr(torch, metadata.dtype)
+    members = 0
     for numbers, positions, cell, pbc in _test_structures(metadata):
         try:
             out = module.compute(
@@ -135,7 +149,13 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
             raise ContractError(
                 f"the model failed on a test structure of {len(numbers)} atoms: {script_error_message(exc)}"
             ) from exc
-        for key in ("energy", "energies", "forces", "virial"):
+        keys = ["energy", "energies", "forces", "virial"]
+        if "energy_committee" in out:
+            members = int(out["energy_committee"].shape[1])
+            args = (torch.tensor(numbers), torch.tensor(positions, dtype=dtype), torch.tensor(cell, dtype=dtype))
+            out = module.compute_committee(*args, torch.tensor(pbc), None, True, True)
+            keys += ["energy_committee", "energy_uncertainty", "forces_uncertainty"]
+        for key in keys:
             if out[key].dtype != dtype:
                 raise ContractError(f"the model returned {key} in {out[key].dtype}; the file declares {metadata.dtype}")
             if not bool(torch.isfinite(out[key]).all()):
@@ -144,6 +164,7 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> None:
                     f"spaced {0.6 * metadata.cutoff:g} {metadata.length_unit} apart: fix the model so that it gives "
                     "finite energies and gradients at every distance up to the cutoff"
                 )
+    return members
 
 
 def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: PathLike) -> None:

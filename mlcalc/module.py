@@ -28,9 +28,9 @@ NUM_ELEMENTS = 119
 
 
 class PotentialModule(torch.nn.Module):
-    species_lookup: Tensor  # buffer: index of each atomic number in the species list, -1 where absent
-
     """Graph builder plus model behind one interface; scripted and saved by :func:`mlcalc.export`."""
+
+    species_lookup: Tensor  # buffer: index of each atomic number in the species list, -1 where absent
 
     def __init__(self, model: torch.nn.Module, cutoff: float, species: Sequence[int]):
         super().__init__()
@@ -57,8 +57,24 @@ class PotentialModule(torch.nn.Module):
         forces: bool = True,
         virial: bool = False,
     ) -> Dict[str, Tensor]:
-        """Energies plus forces and/or virial from one forward and one backward pass."""
-        return self._compute(atomic_numbers, positions, cell, pbc, batch, None, None, forces, virial)
+        """Energies plus forces and/or virial from one forward and one backward pass (a committee's
+        ``forces``/``virial`` are the gradients of its mean energy; its ``energy_uncertainty`` comes along)."""
+        return self._compute(atomic_numbers, positions, cell, pbc, batch, None, None, forces, virial, False)
+
+    @torch.jit.export
+    def compute_committee(
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Optional[Tensor] = None,
+        forces: bool = True,
+        virial: bool = False,
+    ) -> Dict[str, Tensor]:
+        """``compute`` for a committee, plus ``forces_uncertainty`` [N] from each member's forces: one
+        backward pass per member (since contract 1.3; a single model raises ValueError)."""
+        return self._compute(atomic_numbers, positions, cell, pbc, batch, None, None, forces, virial, True)
 
     @torch.jit.export
     def compute_from_neighbors(
@@ -76,7 +92,7 @@ class PotentialModule(torch.nn.Module):
         """``compute`` on candidate edges (from ``neighbor_list_within`` with a larger cutoff, possibly at
         earlier positions): the model sees the candidates that lie within its cutoff now. The caller
         guarantees that the candidates hold every such pair (no atom moved more than half the skin)."""
-        return self._compute(atomic_numbers, positions, cell, pbc, batch, edge_index, shifts, forces, virial)
+        return self._compute(atomic_numbers, positions, cell, pbc, batch, edge_index, shifts, forces, virial, False)
 
     def _compute(
         self,
@@ -89,6 +105,7 @@ class PotentialModule(torch.nn.Module):
         candidate_shifts: Optional[Tensor],
         forces: bool,
         virial: bool,
+        members: bool,
     ) -> Dict[str, Tensor]:
         cell, pbc, batch = self._prepare(atomic_numbers, positions, cell, pbc, batch)
         if (forces or virial) and not torch.is_grad_enabled():
@@ -106,18 +123,50 @@ class PotentialModule(torch.nn.Module):
             used_positions = positions + torch.bmm(positions.unsqueeze(1), strain[batch]).squeeze(1)
             used_cell = cell + torch.bmm(cell, strain)
         out = self._evaluate(atomic_numbers, used_positions, used_cell, pbc, batch, candidates, candidate_shifts)
+        if members and "energy_committee" not in out:
+            raise ValueError("compute_committee() needs a committee (a model returning 'energies_committee')")
         if len(wrt) > 0:
-            grads = torch.autograd.grad([out["energy"].sum()], wrt, allow_unused=True)
-            if forces:
-                g = grads[0]
-                out["forces"] = -g if g is not None else torch.zeros_like(positions)
-            if virial:
-                g = grads[len(grads) - 1]
-                out["virial"] = -g if g is not None else torch.zeros_like(cell)
+            if members:
+                self._committee_gradients(out, wrt, positions, cell, forces, virial)
+            else:
+                grads = torch.autograd.grad([out["energy"].sum()], wrt, allow_unused=True)
+                if forces:
+                    g = grads[0]
+                    out["forces"] = -g if g is not None else torch.zeros_like(positions)
+                if virial:
+                    g = grads[len(grads) - 1]
+                    out["virial"] = -g if g is not None else torch.zeros_like(cell)
         result: Dict[str, Tensor] = {}
         for key, value in out.items():
             result[key] = value.detach()
         return result
+
+    def _committee_gradients(
+        self, out: Dict[str, Tensor], wrt: List[Tensor], positions: Tensor, cell: Tensor, forces: bool, virial: bool
+    ) -> None:
+        """Forces and virial of a committee: each member's by its own backward pass (the force spread needs
+        them all), their mean as ``forces``/``virial``, and ``forces_uncertainty`` [N]."""
+        member_energy = out["energy_committee"]
+        n_members = member_energy.shape[1]
+        member_forces: List[Tensor] = []
+        member_virials: List[Tensor] = []
+        for m in range(n_members):
+            grads = torch.autograd.grad(
+                [member_energy[:, m].sum()], wrt, retain_graph=m < n_members - 1, allow_unused=True
+            )
+            if forces:
+                g = grads[0]
+                member_forces.append(-g if g is not None else torch.zeros_like(positions))
+            if virial:
+                g = grads[len(grads) - 1]
+                member_virials.append(-g if g is not None else torch.zeros_like(cell))
+        if forces:
+            stacked = torch.stack(member_forces)  # [M, N, 3]
+            mean = stacked.mean(dim=0)
+            out["forces"] = mean
+            out["forces_uncertainty"] = ((stacked - mean) ** 2).sum(dim=2).mean(dim=0).sqrt()
+        if virial:
+            out["virial"] = torch.stack(member_virials).mean(dim=0)
 
     @torch.jit.export
     def neighbor_list(
@@ -183,7 +232,8 @@ class PotentialModule(torch.nn.Module):
                     energies.shape, n
                 )
             )
-        for key in ["energy", "forces", "virial"]:
+        # contract.RESERVED_OUTPUTS, written out: TorchScript reads no module-level tuples of strings.
+        for key in ["energy", "forces", "virial", "energy_committee", "energy_uncertainty", "forces_uncertainty"]:
             if key in out:
                 raise ValueError("the model returned '{}', a key mlcalc reserves; rename that output".format(key))
         energy = torch.zeros(cell.shape[0], dtype=energies.dtype, device=energies.device).index_add(0, batch, energies)
@@ -191,6 +241,20 @@ class PotentialModule(torch.nn.Module):
         for key, value in out.items():
             result[key] = value
         result["energy"] = energy
+        if "energies_committee" in out:
+            members = out["energies_committee"]
+            if members.dim() != 2 or members.shape[0] != n or members.shape[1] < 2:
+                raise ValueError(
+                    "the model returned 'energies_committee' of shape {}; a committee needs [{}, members >= 2]".format(
+                        members.shape, n
+                    )
+                )
+            if not torch.allclose(members.mean(dim=1), energies, rtol=1e-5, atol=1e-6):
+                raise ValueError("the model's 'energies' are not the mean of its 'energies_committee' over members")
+            shape = (cell.shape[0], members.shape[1])
+            member_energy = torch.zeros(shape, dtype=members.dtype, device=members.device).index_add(0, batch, members)
+            result["energy_committee"] = member_energy
+            result["energy_uncertainty"] = member_energy.std(dim=1, unbiased=False)
         return result
 
     def _within_cutoff(

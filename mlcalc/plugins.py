@@ -188,6 +188,16 @@ class Adapter(abc.ABC):
         )
 
 
+def option_bool(name: str, value: Any) -> bool:
+    """An adapter's yes/no option from Python (``True``) or the command line (``"true"``, ``"no"``, ...)."""
+    if isinstance(value, bool):
+        return value
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if str(value).strip().lower() not in words:
+        raise PluginError(f"option {name} is true or false (yes/no, 1/0), got {value!r}")
+    return words[str(value).strip().lower()]
+
+
 def version_in(version: str, specifier: str) -> bool:
     """Whether ``version`` satisfies the PEP 440 ``specifier`` (an unparseable version does not)."""
     from packaging.specifiers import SpecifierSet

@@ -17,7 +17,15 @@ from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlcalc import torchscript
-from mlcalc.contract import METADATA_FILE, METHOD_SCHEMAS, VERLET_METHOD_SCHEMAS, Metadata, dtype_name, version_tuple
+from mlcalc.contract import (
+    COMMITTEE_METHOD_SCHEMAS,
+    METADATA_FILE,
+    METHOD_SCHEMAS,
+    VERLET_METHOD_SCHEMAS,
+    Metadata,
+    dtype_name,
+    version_tuple,
+)
 from mlcalc.data import resolve_potential_path
 from mlcalc.errors import (
     ContractError,
@@ -236,13 +244,15 @@ class Potential:
         forces: bool = True,
         stress: bool = True,
         verlet: Optional[VerletList] = None,
+        force_uncertainty: bool = False,
     ) -> list[dict]:
         """Evaluate one or many ``ase.Atoms`` in one model call.
 
         Returns one dict per structure with ``energy`` (eV), ``free_energy``, ``energies`` [N] (eV),
         ``forces`` [N, 3] (eV/Å) and, for cells of non-zero volume, ``stress`` (Voigt, eV/Å³,
         ASE's sign convention). ``verlet`` (one structure only, from :meth:`verlet_list`) reuses
-        candidate edges between calls.
+        candidate edges between calls. A committee adds ``energy_uncertainty`` (eV) and
+        ``energy_committee`` [M] (eV), and with ``force_uncertainty`` ``forces_uncertainty`` [N] (eV/Å).
         """
         if isinstance(images, Atoms):  # the ASE calculator's path: no concatenation, no batch vector
             arrays: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]] = (
@@ -265,7 +275,9 @@ class Potential:
                 np.stack([a.pbc for a in images]),
                 np.repeat(np.arange(len(images)), counts),
             )
-        results = self.evaluate_arrays(*arrays, forces=forces, stress=stress, verlet=verlet)
+        results = self.evaluate_arrays(
+            *arrays, forces=forces, stress=stress, verlet=verlet, force_uncertainty=force_uncertainty
+        )
         per_image = []
         start = 0
         for b, count in enumerate(counts):
@@ -276,6 +288,11 @@ class Potential:
                 item["forces"] = results["forces"][start:stop]
             if "stress" in results and not np.isnan(results["stress"][b]).any():
                 item["stress"] = results["stress"][b]
+            if "energy_uncertainty" in results:
+                item["energy_uncertainty"] = float(results["energy_uncertainty"][b])
+                item["energy_committee"] = results["energy_committee"][b]
+                if "forces_uncertainty" in results:
+                    item["forces_uncertainty"] = results["forces_uncertainty"][start:stop]
             per_image.append(item)
             start = stop
         return per_image
@@ -291,14 +308,21 @@ class Potential:
         forces: bool = True,
         stress: bool = True,
         verlet: Optional[VerletList] = None,
+        force_uncertainty: bool = False,
     ) -> dict[str, np.ndarray]:
         """Evaluate structures given as arrays (Å); ``cell`` [B, 3, 3], ``pbc`` [B, 3], ``batch`` [N]
         (may be omitted for one structure). ``verlet``: candidate edges reused between calls (one
         structure, see :meth:`verlet_list`).
 
         Returns ``energy`` [B] and ``energies`` [N] in eV, ``forces`` [N, 3] in eV/Å and ``stress``
-        [B, 6] in eV/Å³ (NaN rows for cells of zero volume).
+        [B, 6] in eV/Å³ (NaN rows for cells of zero volume). A committee adds ``energy_committee`` [B, M]
+        and ``energy_uncertainty`` [B] in eV, and with ``force_uncertainty`` (one backward pass per
+        member, no Verlet list) ``forces_uncertainty`` [N] in eV/Å (:data:`mlcalc.contract.COMMITTEE_OUTPUTS`).
         """
+        if force_uncertainty and not self.metadata.committee:
+            raise ContractError(
+                f"potential {self.name!r} is a single model, not a committee: it gives no force uncertainty"
+            )
         numbers = np.asarray(numbers, dtype=np.int64)
         positions = np.asarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3)
@@ -329,7 +353,9 @@ class Potential:
         )
         try:
             with torch.enable_grad():
-                if verlet is None:
+                if force_uncertainty:
+                    out = self.module.compute_committee(*inputs, forces, want_virial)
+                elif verlet is None:
                     out = self.module.compute(*inputs, forces, want_virial)
                 else:
                     edges, shifts = verlet.candidates(inputs[1], inputs[2], inputs[3])
@@ -351,6 +377,11 @@ class Potential:
         }
         if forces:
             results["forces"] = _to_numpy(out["forces"], energy_scale / scale)
+        if "energy_uncertainty" in out:  # a committee (contract 1.3)
+            results["energy_uncertainty"] = _to_numpy(out["energy_uncertainty"], energy_scale)
+            results["energy_committee"] = _to_numpy(out["energy_committee"], energy_scale)
+            if "forces_uncertainty" in out:
+                results["forces_uncertainty"] = _to_numpy(out["forces_uncertainty"], energy_scale / scale)
         if want_virial:
             virial = _to_numpy(out["virial"], energy_scale)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -408,6 +439,8 @@ def _check_interface(module: torch.jit.ScriptModule, metadata: Metadata, source:
     required = dict(METHOD_SCHEMAS)
     if version_tuple(metadata.contract_version) >= (1, 1):
         required.update(VERLET_METHOD_SCHEMAS)
+    if version_tuple(metadata.contract_version) >= (1, 3):
+        required.update(COMMITTEE_METHOD_SCHEMAS)
     for method, expected in required.items():
         if not hasattr(module, method):
             raise ContractError(f"{source}: the module has no {method}() method; re-export it with mlcalc.export")

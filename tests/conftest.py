@@ -11,7 +11,7 @@ import mlcalc
 
 torch.set_num_threads(2)
 # numpy's OpenBLAS workers busy-wait after every call and starve torch on small machines: an ASE
-# optimiser loop ran 5x slower here. One BLAS thread, as the README advises for ASE scripts.
+# optimiser loop ran 5x slower here. One BLAS thread, as docs/getting-started.md advises for ASE scripts.
 threadpool_limits(1, user_api="blas")
 
 

@@ -1,5 +1,5 @@
 """A catalogue of bad inputs, through the Python API and the command line: each is refused with the specific error
-class (or exit code), and a message that names the problem *and* the fix (README: "What mlcalc refuses, and why").
+class (or exit code), and a message that names the problem *and* the fix (docs/refusals.md).
 
 One row per input: ``call`` does the bad thing (API), or returns the ``mlcalc`` arguments (command line, run in
 process); ``error`` is the exception class it must raise, or the exit code the command must end with; ``problem``

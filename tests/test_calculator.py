@@ -33,7 +33,7 @@ from scipy.spatial.transform import Rotation
 from structures import ALL, unwrap
 
 import mlcalc
-from mlcalc.workflows.batch import BandCalculator, ImageCalculator
+from mlcalc.workflows.band import BandCalculator, ImageCalculator
 
 
 def calculated(atoms: Atoms, potential) -> Atoms:

@@ -1,8 +1,8 @@
 """The bundled demo potential (mlcalc.load("demo")) and the HIP-NN model it is made of.
 
-References: a direct numpy evaluation of seed 000's HIP-NN equations (1–7) written with explicit loops
-over atoms and neighbours, independent of the torch model's vectorised code; central finite differences
-for forces; OpenMM's TorchForce against the ASE calculator for the same file.
+References: a direct numpy evaluation of the HIP-NN equations (1–7) of Philip, Zhou & Nebgen (arXiv:2211.07181)
+written with explicit loops over atoms and neighbours, independent of the torch model's vectorised code; central
+finite differences for forces; OpenMM's TorchForce against the ASE calculator for the same file.
 """
 
 from __future__ import annotations
@@ -161,13 +161,13 @@ def test_demo_water_npt_repeats_with_its_seed(demo):
     np.testing.assert_array_equal(first.temperatures, again.temperatures)
 
 
-# --- HIP-NN against a direct numpy evaluation of seed 000's equations ---------------------------------
+# --- HIP-NN against a direct numpy evaluation of Philip et al.'s equations ---------------------------------
 
 
 def numpy_hipnn_energies(
     model: HIPNN, atoms: Atoms, cutoff: float, activation: str = "softplus", residual: bool = False
 ) -> np.ndarray:
-    """Per-atom energy terms Ê_i^n [N, orders] from seed 000 eqs. 2–7, with explicit loops (open boundaries);
+    """Per-atom energy terms Ê_i^n [N, orders] from Philip et al. eqs. 2–7, with explicit loops (open boundaries);
     ``activation="shifted_softplus"``: f = softplus − ln 2; ``residual``: on-site layers add f(W z + B) to z."""
     shift = np.log(2.0) if activation == "shifted_softplus" else 0.0
     params = {k: v.detach().numpy() for k, v in model.state_dict().items()}

@@ -361,4 +361,3 @@ def test_model_inputs_are_the_contracts():
     integers = {"atomic_numbers", "species", "batch", "edge_index", "edge_shifts"}
     assert {key for key, dtype in model.seen.items() if dtype == torch.int64} == integers
     assert model.seen["pbc"] == torch.bool
-

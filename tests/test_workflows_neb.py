@@ -13,7 +13,7 @@ from ase.optimize import BFGS, FIRE
 from reference_parameters import CUTOFF, EPSILON, SIGMA
 
 import mlcalc
-from mlcalc.workflows.batch import BandCalculator
+from mlcalc.workflows.band import BandCalculator
 from mlcalc.workflows.neb import make_band, run_neb
 
 R0 = 2 ** (1 / 6) * SIGMA  # LJ pair minimum, Å

@@ -184,11 +184,11 @@ def explore_water_minimisation(
 def explore_azobenzene_paths(
     potential: mlcalc.Potential, rng: np.random.Generator
 ) -> Dict[str, List[Tuple[Atoms, str]]]:
-    """The candidate's own cis ⇄ trans paths: relaxed C-N=N-C rotation scans (10° steps) and N···C
-    inversion scans (up to the linear C-N=N angle) from its cis and trans minima, each point with two
-    displaced copies. The first data's scans were relaxed with GFN2-xTB; a candidate relaxed along the
-    same coordinate can find a lower path of its own where it is wrong (seed 002: such regions need
-    their own samples). Measured on v8: GFN2-xTB gives 16.1 kcal/mol on v8's inversion path, v8 9.4."""
+    """The candidate's own cis ⇄ trans paths: relaxed C-N=N-C rotation scans (10° steps) and N···C inversion scans
+    (up to the linear C-N=N angle) from its cis and trans minima, each point with two displaced copies. The first data's
+    scans were relaxed with GFN2-xTB; a candidate relaxed along the same coordinate can find a lower path of its own
+    where it is wrong (such regions need their own samples: Vassilev-Galindo et al., J. Chem. Phys. 154, 094119
+    (2021)). Measured on v8: GFN2-xTB gives 16.1 kcal/mol on v8's inversion path, v8 9.4."""
     calculator = mlcalc.MLCalculator(potential)
     cis = relax(phenyl_twisted(geometry("azobenzene_cis"), 10.0, 40.0), fmax=0.01, steps=1000, calculator=calculator)
     trans = relax(geometry("azobenzene_trans"), fmax=0.01, steps=1000, calculator=calculator)

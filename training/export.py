@@ -36,7 +36,7 @@ def main() -> None:
         description=(
             "Demonstration HIP-NN for H, C, N, O trained on GFN2-xTB (tblite) energies and forces of butane, "
             "azobenzene (cis, trans, rotation and inversion paths), alanine dipeptide, water clusters and a "
-            "periodic water box. Not for production: see the mlcalc README model card. Extra per-atom output "
+            "periodic water box. Not for production: see mlcalc's docs/model-card.md. Extra per-atom output "
             "'hierarchical_energies' [N, orders] gives the non-hierarchicality."
         ),
         references=[

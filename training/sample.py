@@ -1,9 +1,9 @@
 """Stage 1: sample geometries of each family with GFN2-xTB dynamics and constrained scans.
 
-Near minima: Langevin MD (ASE) at several temperatures, driven by GFN2-xTB. Across barriers (seed 002:
-MD near minima never visits them): relaxed scans with ASE ``FixInternals`` + BFGS — the butane C-C-C-C
-torsion, the azobenzene C-N=N-C torsion (rotation path) and the N···C distance across one N (inversion
-path: it grows to its largest value when the C-N=N angle is linear), the alanine-dipeptide φ/ψ grid —
+Near minima: Langevin MD (ASE) at several temperatures, driven by GFN2-xTB. Across barriers (MD near minima never
+visits them: Vassilev-Galindo et al., J. Chem. Phys. 154, 094119 (2021)): relaxed scans with ASE ``FixInternals`` +
+BFGS — the butane C-C-C-C torsion, the azobenzene C-N=N-C torsion (rotation path) and the N···C distance across one
+N (inversion path: it grows to its largest value when the C-N=N angle is linear), the alanine-dipeptide φ/ψ grid —
 each scan point followed by randomly displaced copies (``Atoms.rattle``). Writes training/data/samples.npz.
 """
 

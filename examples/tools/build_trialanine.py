@@ -1,7 +1,7 @@
 """How ``trialanine.pdb`` was built: zwitterionic Ala-Ala-Ala (pH 7) with amber14 hydrogens.
 
 RDKit builds the peptide from its sequence and sets the backbone to the polyproline II region
-(phi = -75°, psi = 145°, the most populated basin of trialanine in water, seed 004 Table 9);
+(phi = -75°, psi = 145°, the most populated basin of trialanine in water, Hedelius, TrIP thesis, Table 9);
 OpenMM's ``Modeller`` adds the hydrogens of the amber14 templates (NH3+ and COO- termini) and the
 hydrogens are relaxed in vacuum with amber14, heavy atoms held fixed (a free zwitterion would
 collapse into a salt bridge in vacuum). Run: ``python examples/tools/build_trialanine.py`` (needs RDKit).

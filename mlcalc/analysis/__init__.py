@@ -1,5 +1,6 @@
-"""Trajectory analysis on MDAnalysis: backbone torsions and secondary structure (seed 004), RMSF,
-radius of gyration, interatomic distances, VACF power spectra and Pearson comparisons (seed 001).
+"""Trajectory analysis on MDAnalysis: backbone torsions and secondary structure (Hedelius, TrIP thesis, BYU 2024), RMSF,
+radius of gyration, interatomic distances, VACF power spectra and Pearson comparisons (Tölkes, nanomotor
+trajectories, 2025). Full citations: docs/references.md.
 
 Every function takes an ``MDAnalysis.Universe`` or ``AtomGroup`` (or plain arrays where noted);
 :func:`mlcalc.analysis.report.analyze` runs them all and writes CSV/JSON tables and PNG plots.

@@ -1,4 +1,4 @@
-"""Compare two trajectories of the same molecule by Pearson correlations (seed 001)."""
+"""Compare two trajectories of the same molecule by Pearson correlations (as in Tölkes, 2025)."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def _figure(*args, **kwargs):
 
 
 def plot_ramachandran(angles: np.ndarray, labels: list[str], path: Path) -> None:
-    """One φ/ψ histogram per residue with the seed-004 Table 4 regions outlined."""
+    """One φ/ψ histogram per residue with the regions of Hedelius's TrIP thesis, Table 4, outlined."""
     figure, axes = _figure(1, len(labels), figsize=(4.2 * len(labels), 4), squeeze=False)
     for k, (axis, label) in enumerate(zip(axes[0], labels)):
         axis.hist2d(angles[:, k, 0], angles[:, k, 1], bins=72, range=[[-180, 180], [-180, 180]], cmin=1, cmap="viridis")

@@ -1,4 +1,5 @@
-"""Secondary-structure states from φ/ψ by the rectangular Ramachandran regions of seed 004, Table 4.
+"""Secondary-structure states from φ/ψ by the rectangular Ramachandran regions of Hedelius's TrIP thesis
+(BYU, 2024), Table 4.
 
 Each region is ``(φ_low, φ_high, ψ_low, ψ_high)`` in degrees; a range whose lower bound exceeds its
 upper bound wraps through ±180° (β: φ from 130° through 180° to −90°); lower bounds are inside, upper

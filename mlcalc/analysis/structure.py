@@ -1,4 +1,4 @@
-"""Per-atom RMSF, radius of gyration and interatomic-distance distributions (seed 001)."""
+"""Per-atom RMSF, radius of gyration and interatomic-distance distributions (as in Tölkes's nanomotor study, 2025)."""
 
 from __future__ import annotations
 

@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("units", f"length {metadata.length_unit}, energy {metadata.energy_unit}"),
         ("dtype", metadata.dtype),
+        (
+            "committee",
+            f"{metadata.committee} members (energy_uncertainty, forces_uncertainty)" if metadata.committee else "-",
+        ),
         ("references", "; ".join(metadata.references) or "-"),
         ("authors", ", ".join(metadata.authors) or "-"),
         ("license", metadata.license or "-"),

@@ -30,6 +30,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("final", nargs="?", help="final structure, same atoms in the same order")
     parser.add_argument("--band", metavar="FILE", help="start from every frame of FILE instead (endpoints included)")
     add_model_arguments(parser)
+    add_settings_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no optimiser log (one line per step) on stdout")
+    add_output_argument(parser, "neb")
+    parser.set_defaults(run=run)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The NEB's settings (images, springs, optimiser, endpoints): shared with ``mlcalc batch neb``."""
     parser.add_argument("--images", type=positive_int, default=7, help="interior images (default 7)")
     parser.add_argument("--interpolation", choices=("idpp", "linear"), default="idpp", help="default idpp")
     parser.add_argument("--no-climb", dest="climb", action="store_false", help="no climbing image")
@@ -48,9 +56,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--steps", type=int, default=1000, help="maximum optimiser iterations")
     parser.add_argument("--optimizer", default="FIRE", help="FIRE (default), BFGS, LBFGS, MDMin or FIRE2")
-    parser.add_argument("--quiet", action="store_true", help="no optimiser log (one line per step) on stdout")
-    add_output_argument(parser, "neb")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,9 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mlcalc.files import write_json_atomic
     from mlcalc.workflows.optimize import optimize
-    from mlcalc.workflows.output import write_images_atomic
 
     atoms = read_structure(args.structure)
     result = optimize(
@@ -51,19 +49,6 @@ def run(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
     )
     output = Path(args.output)
-    write_images_atomic(output / "optimized.extxyz", [result.atoms])
-    write_json_atomic(
-        output / "optimized.json",
-        {
-            "energy_eV": result.energy,
-            "fmax_eV_per_A": result.fmax,
-            "converged": result.converged,
-            "steps": result.steps,
-            "backend": result.backend,
-            "message": result.message,
-            "constraints": [c.name for c in result.constraints],
-            "constraint_errors": result.constraint_errors.tolist(),
-        },
-    )
+    result.write(output)
     print(f"mlcalc opt: {result.message}; E = {result.energy:.6f} eV; outputs in {output}")
     return 0 if result.converged else EXIT_NOT_CONVERGED

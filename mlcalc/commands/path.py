@@ -1,4 +1,4 @@
-"""``mlcalc path``: dihedral-driven reaction path between two structures (seed 000, eqs. 8–11)."""
+"""``mlcalc path``: dihedral-driven reaction path between two structures (arXiv:2211.07181, eqs. 8–11)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("initial", help="initial structure (any format ase.io.read reads)")
     parser.add_argument("final", help="final structure, same atoms in the same order")
     add_model_arguments(parser)
+    add_settings_arguments(parser)
+    parser.add_argument("--compare", metavar="PATH.extxyz", help="another path: report the RMSD of each image, Å")
+    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_argument(parser, "path")
+    parser.set_defaults(run=run)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The path's settings (guide, partner, intermediates, endpoints, optimiser): shared with ``mlcalc batch path``."""
     parser.add_argument(
         "--guide", required=True, type=coordinate_type("dihedral"), metavar="I,J,K,L", help="the guiding dihedral"
     )
@@ -45,18 +55,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         default="shortest",
         help="which way round the guide turns (default the shorter)",
     )
-    parser.add_argument("--compare", metavar="PATH.extxyz", help="another path: report the RMSD of each image, Å")
     parser.add_argument(
         "--no-relax-endpoints",
         dest="relax_endpoints",
         action="store_false",
         help="use INITIAL and FINAL as given; refuse one that is not a minimum (largest force above --fmax)",
     )
-    parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_optimizer_arguments(parser, backend_default="scipy")
-    add_output_argument(parser, "path")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

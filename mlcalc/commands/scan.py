@@ -31,30 +31,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("structure", help="starting structure (any format ase.io.read reads)")
     add_model_arguments(parser)
-    parser.add_argument(
-        "--dihedral",
-        action="append",
-        required=True,
-        type=coordinate_type("dihedral"),
-        metavar="I,J,K,L",
-        help="the dihedral to scan (0-based indices); give it twice for a 2D scan",
-    )
-    parser.add_argument("--start", type=float, help="first angle, degrees (default: 0–350 from the nearest value)")
-    parser.add_argument("--stop", type=float, help="last angle, degrees, included when the grid reaches it")
-    parser.add_argument("--step", type=float, default=10.0, help="grid spacing, degrees (default 10)")
-    parser.add_argument(
-        "--fix-dihedral",
-        action="append",
-        default=[],
-        type=coordinate_type("dihedral"),
-        metavar="I,J,K,L[=TARGET]",
-        help="another dihedral held fixed at every point (repeatable): 0-based atom indices I,J,K,L, optionally "
-        "=TARGET in degrees, e.g. 4,0,1,2=60; without a target the starting value is kept",
-    )
-    parser.add_argument("--both-directions", action="store_true", help="walk the grid back again (hysteresis)")
+    add_settings_arguments(parser)
     parser.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_optimizer_arguments(parser, backend_default="ase")
     add_output_argument(parser, "scan")
     parser.set_defaults(run=run)
 
@@ -90,6 +69,32 @@ def grid(current: float, start: Optional[float], stop: Optional[float], step: fl
         )
     count = int(np.floor((stop - start) / step + 1e-9)) + 1
     return [float(start + n * step) for n in range(count)]
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The scan's settings (coordinates, grid, optimiser): shared with ``mlcalc batch scan``."""
+    parser.add_argument(
+        "--dihedral",
+        action="append",
+        required=True,
+        type=coordinate_type("dihedral"),
+        metavar="I,J,K,L",
+        help="the dihedral to scan (0-based indices); give it twice for a 2D scan",
+    )
+    parser.add_argument("--start", type=float, help="first angle, degrees (default: 0–350 from the nearest value)")
+    parser.add_argument("--stop", type=float, help="last angle, degrees, included when the grid reaches it")
+    parser.add_argument("--step", type=float, default=10.0, help="grid spacing, degrees (default 10)")
+    parser.add_argument(
+        "--fix-dihedral",
+        action="append",
+        default=[],
+        type=coordinate_type("dihedral"),
+        metavar="I,J,K,L[=TARGET]",
+        help="another dihedral held fixed at every point (repeatable): 0-based atom indices I,J,K,L, optionally "
+        "=TARGET in degrees, e.g. 4,0,1,2=60; without a target the starting value is kept",
+    )
+    parser.add_argument("--both-directions", action="store_true", help="walk the grid back again (hysteresis)")
+    add_optimizer_arguments(parser, backend_default="ase")
 
 
 def run(args: argparse.Namespace) -> int:

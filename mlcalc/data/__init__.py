@@ -1,7 +1,7 @@
 """Potentials shipped inside the package, loadable by name: ``mlcalc.load("demo")``.
 
 ``demo``: a small HIP-NN trained on GFN2-xTB energies and forces of H, C, N, O molecules and water
-(built by ``training/`` in the repository; see the README's model card). A demonstration, not a
+(built by ``training/`` in the repository; see the model card, docs/model-card.md). A demonstration, not a
 production potential.
 """
 

@@ -1,4 +1,5 @@
-"""HIP-NN's own reliability signal on the demonstration's structures (seed 000: non-hierarchicality)."""
+"""HIP-NN's own reliability signal on the demonstration's structures: non-hierarchicality (Philip, Zhou &
+Nebgen, arXiv:2211.07181)."""
 
 from __future__ import annotations
 

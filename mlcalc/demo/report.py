@@ -209,8 +209,9 @@ def _markdown(data: dict) -> str:
         "",
         "## Reliability: non-hierarchicality",
         "",
-        "HIP-NN's energy is a sum of terms of increasing interaction order n; seed 000 trusts a prediction "
-        "when they decay fast. Per structure R = Σ_{n≥1} (E^n)² / Σ_n (E^n)² (0: perfectly hierarchical); "
+        "HIP-NN's energy is a sum of terms of increasing interaction order n; Philip et al. (arXiv:2211.07181) "
+        "trust a prediction when they decay fast. Per structure R = Σ_{n≥1} (E^n)² / Σ_n (E^n)² "
+        "(0: perfectly hierarchical); "
         f"structures with R > {flag:g} are flagged. Per structure values are in the CSV tables.",
         "",
         "| structures | median R | max R | flagged |",
@@ -231,7 +232,7 @@ def _markdown(data: dict) -> str:
         "- `water-npt.csv`, `water-npt.png`: density, temperature, longest O-H bond, R every 50 fs",
         "- `summary.json`: every number above",
         "",
-        "A demonstration potential: see the README's model card for what it may and may not be used for.",
+        "A demonstration potential: see the model card (docs/model-card.md) for what it may and may not be used for.",
         "",
     ]
     return "\n".join(lines)

@@ -34,10 +34,10 @@ def recognises(extra: dict[str, bytes], modules: set[str]) -> bool:
 
 
 class MaceLammpsModel(torch.nn.Module):
+    """Contract model around a LAMMPS_MACE file's MACE model: per-atom energies (eV) from mlcalc's graph."""
+
     index_of_number: Tensor
     head: Tensor
-
-    """Contract model around a LAMMPS_MACE file's MACE model: per-atom energies (eV) from mlcalc's graph."""
 
     def __init__(self, lammps: torch.jit.ScriptModule):
         super().__init__()

@@ -38,9 +38,9 @@ def recognises(extra: dict[str, bytes], modules: set[str]) -> bool:
 
 
 class SevenNetLammpsModel(torch.nn.Module):
-    type_of_number: Tensor
-
     """Contract model around a SevenNet serial deployment: per-atom energies (eV) from mlcalc's graph."""
+
+    type_of_number: Tensor
 
     def __init__(self, deployed: torch.jit.ScriptModule, numbers: list[int]):
         super().__init__()

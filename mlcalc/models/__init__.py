@@ -5,7 +5,8 @@ further arguments, and they are the ground truth of the test suite: each is chec
 ASE's and OpenMM's own implementation of the same physics.
 """
 
+from mlcalc.models.committee import Committee
 from mlcalc.models.lennard_jones import LennardJones
 from mlcalc.models.morse import Morse
 
-__all__ = ["LennardJones", "Morse"]
+__all__ = ["Committee", "LennardJones", "Morse"]

@@ -1,6 +1,7 @@
 """HIP-NN, the Hierarchically Interacting Particle Neural Network, as an mlcalc contract model.
 
-Written from the equations of seed 000 (Methods → HIP-NN, eqs. 1–7):
+Written from the equations of Philip, Zhou & Nebgen, arXiv:2211.07181 (Methods → HIP-NN, eqs. 1–7; the
+model is Lubbers, Smith & Barros, J. Chem. Phys. 148, 241715 (2018)):
 
 - eq. 1, 2: E = Σ_i Ê_i, Ê_i = Σ_{n=0}^{N_int} Ê_i^n (hierarchical energy terms);
 - eq. 3, on-site layer: z_i^{l+1} = f(W^l z_i^l + B^l), f = softplus;
@@ -106,7 +107,7 @@ class HIPNN(torch.nn.Module):
         n_sensitivities: Gaussian sensitivity functions per interaction layer.
         cutoff: R_cut in Å (also the graph cutoff of the exported file).
         min_distance: shortest distance (Å) the first sensitivity centre is placed at.
-        activation: f of eqs. 3–4, "softplus" (seed 000) or "shifted_softplus" (softplus − ln 2).
+        activation: f of eqs. 3–4, "softplus" (Philip et al.) or "shifted_softplus" (softplus − ln 2).
         residual: on-site layers add f(W z + B) to their input instead of replacing it.
     """
 
@@ -167,7 +168,7 @@ class HIPNN(torch.nn.Module):
         }
 
     def hierarchical_energies(self, inputs: Dict[str, Tensor]) -> Tensor:
-        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV (seed 000 eq. 2)."""
+        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV (Philip et al. eq. 2)."""
         species = inputs["species"]
         centre = inputs["edge_index"][0]
         neighbour = inputs["edge_index"][1]

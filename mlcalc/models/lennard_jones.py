@@ -9,10 +9,6 @@ from mlcalc.models.pairwise import ALL_ELEMENTS, pair_energies_to_atoms
 
 
 class LennardJones(torch.nn.Module):
-    sigma: Tensor
-    epsilon: Tensor
-    offset: Tensor
-
     """u(r) = 4ε[(σ/r)¹² − (σ/r)⁶] for r < cutoff.
 
     Args:
@@ -24,6 +20,10 @@ class LennardJones(torch.nn.Module):
             with ``CutoffPeriodic`` and no switching function or dispersion correction.
         species: atomic numbers the exported file accepts (default: every element).
     """
+
+    sigma: Tensor
+    epsilon: Tensor
+    offset: Tensor
 
     def __init__(
         self,

@@ -9,12 +9,6 @@ from mlcalc.models.pairwise import ALL_ELEMENTS, pair_energies_to_atoms
 
 
 class Morse(torch.nn.Module):
-    epsilon: Tensor
-    rho0: Tensor
-    r0: Tensor
-    inner: Tensor
-    outer: Tensor
-
     """V(r) = ε[exp(−2ρ₀(r/r₀ − 1)) − 2 exp(−ρ₀(r/r₀ − 1))] · f_cut(r), with the parameters,
     defaults and quintic smooth cutoff of ASE's ``MorsePotential``: f_cut goes from 1 at
     ``rcut1·r0`` to 0 at ``rcut2·r0`` (the cutoff of the exported file).
@@ -26,6 +20,12 @@ class Morse(torch.nn.Module):
         rcut1, rcut2: start and end of the smooth cutoff, in units of ``r0``.
         species: atomic numbers the exported file accepts (default: every element).
     """
+
+    epsilon: Tensor
+    rho0: Tensor
+    r0: Tensor
+    inner: Tensor
+    outer: Tensor
 
     def __init__(
         self,

@@ -79,14 +79,6 @@ def _reload_torch_kernels() -> None:
 
 
 class TorchForceModule(torch.nn.Module):
-    atomic_numbers: Tensor
-    indices: Tensor
-    length_scale: Tensor
-    no_cell: Tensor
-    no_pbc: Tensor
-    all_pbc: Tensor
-    default_box: Tensor
-
     """``forward(positions [N, 3] nm, boxvectors [3, 3] nm = None) -> (energy, forces)``: the energy in
     kJ/mol and the forces on all N particles in kJ/mol/nm (zero on particles outside the ML atoms),
     in the dtype of ``positions``; for a TorchForce with ``setOutputsForces(True)``.
@@ -100,6 +92,14 @@ class TorchForceModule(torch.nn.Module):
         dtype: the model's dtype.
         check_default_box: refuse OpenMM's default 2 nm box (see :class:`mlcalc.openmm.region.MLRegion`).
     """
+
+    atomic_numbers: Tensor
+    indices: Tensor
+    length_scale: Tensor
+    no_cell: Tensor
+    no_pbc: Tensor
+    all_pbc: Tensor
+    default_box: Tensor
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 - :func:`optimize`: constrained optimisation with fixed distances, angles and dihedrals (ASE or SciPy
   trust-constr back-end), correct in periodic solvated boxes;
 - :func:`relaxed_scan`: 1D and 2D relaxed scans, resumable;
-- :func:`dihedral_path`: dihedral-driven reaction paths (seed 000) and :func:`path_rmsd`;
+- :func:`dihedral_path`: dihedral-driven reaction paths (Philip, Zhou & Nebgen, arXiv:2211.07181) and :func:`path_rmsd`;
 - :func:`run_neb` / :func:`make_band`: ASE's NEB with every band evaluated in one batched call.
 
 Atom indices are 0-based; angles in degrees, distances in Å, energies in eV.

@@ -1,7 +1,7 @@
 """Nudged elastic band with ASE's ``DyNEB``/``NEB``, every band evaluated in one model call.
 
 The band, tangents (improved tangent by default), climbing image, dynamic relaxation (DyNEB), IDPP
-interpolation and optimisers are ASE's own, unchanged. :class:`~mlcalc.workflows.batch.BandCalculator`
+interpolation and optimisers are ASE's own, unchanged. :class:`~mlcalc.workflows.band.BandCalculator`
 only changes how images get their energies and forces: all images that moved since the last
 evaluation go through the calculator together (one ``calculate_batch`` call for an
 :class:`mlcalc.MLCalculator`), and each image's results are cached.
@@ -27,10 +27,10 @@ from ase.optimize.optimize import Optimizer
 
 from mlcalc.files import PathLike, write_csv_atomic, write_json_atomic
 from mlcalc.units import EV_TO_KCAL_MOL
-from mlcalc.workflows.batch import BandCalculator
+from mlcalc.workflows.band import BandCalculator
 from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
 from mlcalc.workflows.fragments import check_no_clash
-from mlcalc.workflows.output import write_images_atomic
+from mlcalc.workflows.output import keep_uncertainty, write_images_atomic
 from mlcalc.workflows.plotting import plot_neb
 from mlcalc.workflows.profile import EnergyProfile
 
@@ -75,7 +75,7 @@ class NEBResult(EnergyProfile):
     def rows(self) -> list[dict]:
         energies = self.energies
         relative = energies - energies[0]
-        return [
+        rows = [
             {
                 "image": n,
                 "reaction_coordinate_A": s,
@@ -85,6 +85,7 @@ class NEBResult(EnergyProfile):
             }
             for n, (s, e, r) in enumerate(zip(self.reaction_coordinate, energies, relative))
         ]
+        return self.add_uncertainty(rows)
 
     def write(self, directory: PathLike) -> Path:
         """Write ``neb.extxyz``, ``neb.csv``, ``neb.json`` and ``neb.png`` into ``directory``."""
@@ -107,7 +108,7 @@ class NEBResult(EnergyProfile):
                 "images": rows,
             },
         )
-        plot_neb(self.images, self.converged, directory / "neb.png")
+        plot_neb(self.images, self.converged, directory / "neb.png", uncertainty_eV=self.uncertainties)
         return directory
 
 
@@ -226,9 +227,9 @@ def run_neb(
     frozen = []
     for image in band:
         copy = image.copy()
-        copy.calc = SinglePointCalculator(
-            copy, energy=image.get_potential_energy(), forces=image.get_forces(apply_constraint=False)
-        )
+        energy, forces = image.get_potential_energy(), image.get_forces(apply_constraint=False)
+        copy.calc = SinglePointCalculator(copy, energy=energy, forces=forces)
+        keep_uncertainty(copy, image.calc)
         frozen.append(copy)
     result = NEBResult(
         images=frozen,

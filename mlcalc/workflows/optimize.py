@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -27,6 +28,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
 from ase.optimize.optimize import Optimizer
 
+from mlcalc.files import PathLike, write_json_atomic
 from mlcalc.workflows.constraints import (
     FixInternalCoordinates,
     constrained_forces,
@@ -48,6 +50,7 @@ from mlcalc.workflows.internal import (
     jacobian,
     resolve_targets,
 )
+from mlcalc.workflows.output import keep_uncertainty, write_images_atomic
 
 BACKENDS = ("ase", "scipy")
 ASE_OPTIMIZERS = ("BFGS", "LBFGS", "FIRE", "BFGSLineSearch", "GPMin")
@@ -82,6 +85,26 @@ class OptimizationResult:
     def max_constraint_error(self) -> float:
         """Largest |value − target| over the constraints (radians or Å); 0 without constraints."""
         return float(np.abs(self.constraint_errors).max()) if len(self.constraint_errors) else 0.0
+
+    def write(self, directory: PathLike) -> Path:
+        """Write ``optimized.extxyz`` (the structure, energy and forces) and ``optimized.json`` (energy eV,
+        fmax eV/Å, convergence, constraints and their errors) into ``directory``."""
+        directory = Path(directory)
+        write_images_atomic(directory / "optimized.extxyz", [self.atoms])
+        write_json_atomic(
+            directory / "optimized.json",
+            {
+                "energy_eV": self.energy,
+                "fmax_eV_per_A": self.fmax,
+                "converged": self.converged,
+                "steps": self.steps,
+                "backend": self.backend,
+                "message": self.message,
+                "constraints": [c.name for c in self.constraints],
+                "constraint_errors": self.constraint_errors.tolist(),
+            },
+        )
+        return directory
 
     def raise_if_not_converged(self) -> "OptimizationResult":
         """Return ``self``, or raise :class:`NotConvergedError` with the reason."""
@@ -331,6 +354,7 @@ def _result(
     final = work.copy()
     final.set_constraint(FixAtoms(mask=fixed) if fixed.any() else None)
     final.calc = SinglePointCalculator(final, energy=energy, forces=raw_forces)
+    keep_uncertainty(final, calc)
     return OptimizationResult(
         atoms=final,
         energy=float(energy),

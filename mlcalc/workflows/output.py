@@ -31,6 +31,28 @@ def write_images_atomic(path: PathLike, images: Iterable[Atoms]) -> Path:
     return write_atomic(path, lambda tmp: write(tmp, images, format="extxyz"))
 
 
+#: ``Atoms.info`` key of a committee's energy spread (eV) at a workflow's structure (ASE's
+#: ``SinglePointCalculator`` keeps only ASE's own properties).
+UNCERTAINTY_INFO = "energy_uncertainty"
+
+
+def keep_uncertainty(atoms: Atoms, calc: Any) -> Atoms:
+    """Record in ``atoms.info`` the energy spread (eV) of ``calc``'s last results when it is a committee
+    (:mod:`mlcalc.models.committee`), and remove a stale one otherwise; returns ``atoms``."""
+    value = getattr(calc, "results", {}).get("energy_uncertainty")
+    if value is None:
+        atoms.info.pop(UNCERTAINTY_INFO, None)
+    else:
+        atoms.info[UNCERTAINTY_INFO] = float(value)
+    return atoms
+
+
+def energy_uncertainty(atoms: Atoms) -> Optional[float]:
+    """The committee spread (eV) a workflow recorded with ``atoms``, or ``None``."""
+    value = atoms.info.get(UNCERTAINTY_INFO)
+    return None if value is None else float(value)
+
+
 def structure_fingerprint(atoms: Atoms) -> str:
     """SHA-256 of a structure's numbers, positions, cell and pbc (identifies a run's input)."""
     digest = hashlib.sha256()

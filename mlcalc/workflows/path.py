@@ -1,4 +1,4 @@
-"""Dihedral-driven reaction paths (Philip, Zhou & Nebgen, seed 000, eqs. 8–11).
+"""Dihedral-driven reaction paths (Philip, Zhou & Nebgen, arXiv:2211.07181, eqs. 8–11).
 
 From an initial structure C_i and a final structure C_f, a guiding dihedral D is driven from
 θ_i = D(C_i) to θ_f = D(C_f) through I intermediates, θ_n = θ_i + n α Δθ with α = 1/(I + 1) and
@@ -9,7 +9,7 @@ transition; each intermediate is then re-optimised with only the guiding dihedra
 
 Output: the path (initial structure, intermediates, final structure) with energies, the barrier
 (highest point minus the initial structure, eV and kcal/mol), the profile (CSV/JSON/PNG), the
-structures (extxyz), and :func:`path_rmsd` to compare two paths (seed 000, Fig. 5). Resumable like
+structures (extxyz), and :func:`path_rmsd` to compare two paths (Philip et al., Fig. 5). Resumable like
 a scan: completed optimisations are checkpointed in ``output``.
 """
 
@@ -32,7 +32,7 @@ from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows.endpoints import bond_changes, check_same_atoms, prepare_endpoint
 from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no_clash
 from mlcalc.workflows.internal import Dihedral, check_coordinates, wrap
-from mlcalc.workflows.output import Checkpoint, write_images_atomic
+from mlcalc.workflows.output import Checkpoint, keep_uncertainty, write_images_atomic
 from mlcalc.workflows.plotting import plot_path
 from mlcalc.workflows.profile import EnergyProfile
 from mlcalc.workflows.scan import parameters_record
@@ -68,7 +68,7 @@ class PathResult(EnergyProfile):
     def rows(self) -> list[dict]:
         energies = self.energies
         relative = energies - energies[0]
-        return [
+        rows = [
             {
                 "image": n,
                 "guide_deg": theta,
@@ -79,6 +79,7 @@ class PathResult(EnergyProfile):
             }
             for n, (theta, e, r, ok) in enumerate(zip(self.guide_values, energies, relative, self.converged_images))
         ]
+        return self.add_uncertainty(rows)
 
     def write(self, directory: PathLike) -> Path:
         """Write ``path.csv``, ``path.json``, ``path.extxyz`` and ``path.png`` into ``directory``."""
@@ -104,6 +105,7 @@ class PathResult(EnergyProfile):
             self.guide.axis_label,
             self.barrier * EV_TO_KCAL_MOL,
             directory / "path.png",
+            uncertainty_kcal_mol=None if self.uncertainties is None else self.uncertainties * EV_TO_KCAL_MOL,
         )
         return directory
 
@@ -140,7 +142,7 @@ def dihedral_path(
     progress: bool = False,
     relax_endpoints: bool = True,
 ) -> PathResult:
-    """Drive ``guide`` from its value in ``initial`` to its value in ``final`` (seed 000, eqs. 8–11).
+    """Drive ``guide`` from its value in ``initial`` to its value in ``final`` (Philip et al., eqs. 8–11).
 
     Args:
         initial, final: the endpoint structures (same atoms, same order). Each is relaxed to a minimum
@@ -152,7 +154,7 @@ def dihedral_path(
         partner: a second dihedral driven from its initial to its final value along with the guide;
             each intermediate is then re-optimised with only the guide fixed.
         direction: ``"shortest"``, ``"increasing"`` or ``"decreasing"`` way from θ_i to θ_f.
-        backend: ``"scipy"`` (trust-constr, as in seed 000) or ``"ase"``.
+        backend: ``"scipy"`` (trust-constr, as in Philip et al.) or ``"ase"``.
         fmax, steps, optimizer: as for :func:`mlcalc.workflows.optimize` (eV/Å).
         output: directory for the outputs and checkpoint (``None``: nothing written, no resuming).
         resume: continue from the checkpoint in ``output``.
@@ -228,12 +230,12 @@ def _evaluate(atoms: Atoms, calc: BaseCalculator) -> Atoms:
     energy, forces = work.get_potential_energy(), work.get_forces(apply_constraint=False)
     copy = atoms.copy()
     copy.calc = SinglePointCalculator(copy, energy=energy, forces=forces)
-    return copy
+    return keep_uncertainty(copy, calc)
 
 
 def path_rmsd(images_a: Sequence[Atoms], images_b: Sequence[Atoms]) -> np.ndarray:
     """Root-mean-square distance (Å) between corresponding images of two paths after the optimal
-    rotation and translation (ASE's ``minimize_rotation_and_translation``), as in seed 000's Fig. 5."""
+    rotation and translation (ASE's ``minimize_rotation_and_translation``), as in Philip et al.'s Fig. 5."""
     if len(images_a) != len(images_b):
         raise ValueError(
             f"the paths have different numbers of images ({len(images_a)} and {len(images_b)}): compare paths with "

@@ -6,7 +6,7 @@ The functions take plain arrays, not the result classes: results import this mod
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -40,6 +40,7 @@ def plot_scan(
     path: PathLike,
     *,
     degrees: bool = True,
+    uncertainty_kcal_mol: Optional[np.ndarray] = None,
 ) -> Path:
     """Profile (1D: relative energy against the scanned value, each direction a line) or energy map (2D).
 
@@ -50,6 +51,7 @@ def plot_scan(
         tags: per point, ``"forward"`` or ``"backward"`` (1D scans in both directions).
         axis_labels: one per coordinate.
         degrees: the first coordinate is an angle (ticks every 60°).
+        uncertainty_kcal_mol: ``(n_points,)`` a committee's energy spread, drawn as a band of ±1σ (1D).
     """
     relative = np.asarray(relative_kcal_mol)
     if len(axis_labels) == 1:
@@ -58,7 +60,11 @@ def plot_scan(
             chosen = np.array([t == tag for t in tags])
             if chosen.any():
                 order = np.argsort(targets[chosen, 0], kind="stable")
-                axes.plot(targets[chosen, 0][order], relative[chosen][order], style, label=tag, markersize=4)
+                x, y = targets[chosen, 0][order], relative[chosen][order]
+                line = axes.plot(x, y, style, label=tag, markersize=4)[0]
+                if uncertainty_kcal_mol is not None:
+                    sigma = np.asarray(uncertainty_kcal_mol)[chosen][order]
+                    axes.fill_between(x, y - sigma, y + sigma, color=line.get_color(), alpha=0.2, linewidth=0)
         _mark_unconverged(axes, targets[:, 0], relative, converged)
         axes.set_xlabel(axis_labels[0])
         axes.set_ylabel("relative energy (kcal/mol)")
@@ -90,28 +96,40 @@ def plot_path(
     axis_label: str,
     barrier_kcal_mol: float,
     path: PathLike,
+    *,
+    uncertainty_kcal_mol: Optional[np.ndarray] = None,
 ) -> Path:
     """Energy relative to the initial structure (kcal/mol) along a dihedral-driven path against the guiding
-    dihedral (degrees)."""
+    dihedral (degrees); a committee's spread as a band of ±1σ."""
     figure, axes = _figure()
     x = np.asarray(guide_values)
     y = np.asarray(relative_kcal_mol)
-    axes.plot(x, y, "o-", markersize=4)
+    line = axes.plot(x, y, "o-", markersize=4)[0]
+    if uncertainty_kcal_mol is not None:
+        sigma = np.asarray(uncertainty_kcal_mol)
+        axes.fill_between(x, y - sigma, y + sigma, color=line.get_color(), alpha=0.2, linewidth=0, label="±1σ")
     _mark_unconverged(axes, x, y, converged)
     axes.set_xlabel(axis_label)
     axes.set_ylabel("energy relative to the initial structure (kcal/mol)")
     axes.set_title(f"dihedral-driven path: barrier {barrier_kcal_mol:.2f} kcal/mol")
-    if not all(converged):
+    if not all(converged) or uncertainty_kcal_mol is not None:
         axes.legend(frameon=False)
     return _save(figure, path)
 
 
-def plot_neb(images: Sequence[Atoms], converged: bool, path: PathLike) -> Path:
+def plot_neb(
+    images: Sequence[Atoms], converged: bool, path: PathLike, *, uncertainty_eV: Optional[np.ndarray] = None
+) -> Path:
     """ASE's NEB band plot of ``images`` (with their energies and forces): energies against the reaction
-    coordinate, with ASE's force-based spline."""
+    coordinate, with ASE's force-based spline; a committee's spread as a band of ±1σ (eV)."""
     from ase.mep import NEBTools
 
     figure, axes = _figure()
-    NEBTools(list(images)).plot_band(ax=axes)
+    tools = NEBTools(list(images))
+    tools.plot_band(ax=axes)
+    if uncertainty_eV is not None:
+        fit = tools.get_fit()  # the image positions (Å) and energies (eV, relative) ASE plots
+        sigma = np.asarray(uncertainty_eV)
+        axes.fill_between(fit.path, fit.energies - sigma, fit.energies + sigma, alpha=0.2, linewidth=0)
     axes.set_title(("" if converged else "NOT CONVERGED: ") + axes.get_title())
     return _save(figure, path)

@@ -32,9 +32,10 @@ from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no
 from mlcalc.workflows.internal import Dihedral, InternalCoordinate, check_coordinates, resolve_targets
 from mlcalc.workflows.output import Checkpoint, calculator_fingerprint, structure_fingerprint, write_images_atomic
 from mlcalc.workflows.plotting import plot_scan
+from mlcalc.workflows.profile import uncertainties_of
 from mlcalc.workflows.series import Step, StepResult, run_series
 
-#: Default dihedral grid: 0°, 10°, …, 350° (seed 004's ephedrine scan).
+#: Default dihedral grid: 0°, 10°, …, 350° (Hedelius's ephedrine scan, TrIP thesis, BYU 2024).
 DEFAULT_GRID_DEG = tuple(float(x) for x in range(0, 360, 10))
 
 Coordinates = Union[InternalCoordinate, Sequence[InternalCoordinate]]
@@ -87,17 +88,30 @@ class ScanResult:
         """The optimised structures, with energies, forces and the point's data in ``info``."""
         return [_image(p, n, self.coordinates) for n, p in enumerate(self.points)]
 
+    @property
+    def uncertainties(self) -> Optional[np.ndarray]:
+        """A committee's energy spread at each point, eV; ``None`` unless every point has one."""
+        return uncertainties_of([p.atoms for p in self.points])
+
     def rows(self) -> list[dict]:
         """Table rows (see :func:`table_columns`)."""
-        return [
+        spread = self.uncertainties
+        rows = [
             _row(n, p, self.coordinates, rel) for n, (p, rel) in enumerate(zip(self.points, self.relative_energies))
         ]
+        if spread is not None:
+            for row, sigma in zip(rows, spread):
+                row["energy_uncertainty_eV"] = float(sigma)
+        return rows
 
     def write_tables(self, directory: PathLike) -> None:
         """Write ``scan.csv`` and ``scan.json`` into ``directory``."""
         directory = Path(directory)
         rows = self.rows()
-        write_csv_atomic(directory / "scan.csv", table_columns(self.coordinates), rows, digits=10)
+        columns = table_columns(self.coordinates) + (
+            ["energy_uncertainty_eV"] if self.uncertainties is not None else []
+        )
+        write_csv_atomic(directory / "scan.csv", columns, rows, digits=10)
         write_json_atomic(
             directory / "scan.json",
             {
@@ -123,6 +137,7 @@ class ScanResult:
                 [c.axis_label for c in self.coordinates],
                 Path(directory) / "scan.png",
                 degrees=self.coordinates[0].unit == "deg",
+                uncertainty_kcal_mol=None if self.uncertainties is None else self.uncertainties * EV_TO_KCAL_MOL,
             )
         return Path(directory)
 

@@ -17,7 +17,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from mlcalc.workflows.internal import InternalCoordinate
 from mlcalc.workflows.optimize import optimize_unchecked
-from mlcalc.workflows.output import Checkpoint
+from mlcalc.workflows.output import UNCERTAINTY_INFO, Checkpoint
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class StepResult:
             "message": self.message,
             "positions": self.atoms.positions.tolist(),
             "forces": self.atoms.calc.results["forces"].tolist(),
+            **({UNCERTAINTY_INFO: self.atoms.info[UNCERTAINTY_INFO]} if UNCERTAINTY_INFO in self.atoms.info else {}),
         }
 
     @classmethod
@@ -72,6 +73,9 @@ class StepResult:
         atoms.calc = SinglePointCalculator(
             atoms, energy=record["energy"], forces=np.array(record["forces"], dtype=float)
         )
+        atoms.info.pop(UNCERTAINTY_INFO, None)
+        if UNCERTAINTY_INFO in record:
+            atoms.info[UNCERTAINTY_INFO] = record[UNCERTAINTY_INFO]
         return cls(
             step=step,
             energy=record["energy"],

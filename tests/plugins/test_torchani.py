@@ -155,3 +155,47 @@ def test_untested_torchani_version_is_refused(ani, tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="converting anyway"):
         metadata = mlcalc.plugins.export("torchani", model, tmp_path / "x.pt", allow_untested_version=True)
     assert metadata.extra["family_version"] == "3.0.0"
+
+
+def test_ensemble_is_a_committee_with_torchanis_spread(ani):
+    """An ensemble exports as a committee: its energy spread is the standard deviation (ddof 0) of TorchANI's
+    own member energies (``ensemble_values=True``) and its force spread that of TorchANI's ``members_forces``."""
+    from ase.units import Hartree
+
+    model, path, metadata = ani
+    assert metadata.committee == len(model) == 2
+    atoms = organic_cluster()
+    calc = mlcalc.MLCalculator(str(path))
+    atoms.calc = calc
+    species = torch.tensor(atoms.numbers).unsqueeze(0)
+    coordinates = torch.tensor(atoms.positions).unsqueeze(0)
+    members = model((species, coordinates), ensemble_values=True).energies.detach().numpy().ravel() * Hartree
+    forces = model.members_forces((species, coordinates)).forces.detach().numpy()[:, 0] * Hartree  # [M, N, 3]
+    assert calc.get_property("energy_uncertainty", atoms) == pytest.approx(np.std(members), rel=1e-10)
+    np.testing.assert_allclose(calc.get_property("energy_committee", atoms), members, rtol=1e-13)
+    spread = np.sqrt(np.var(forces, axis=0).sum(axis=1))
+    np.testing.assert_allclose(calc.get_property("forces_uncertainty", atoms), spread, rtol=1e-9, atol=1e-12)
+
+
+def test_ensemble_mean_only_on_request(ani, tmp_path):
+    model, _, _ = ani
+    metadata = mlcalc.plugins.export("torchani", model, tmp_path / "mean.pt", committee=False)
+    assert metadata.committee == 0
+    atoms = organic_cluster()
+    atoms.calc = mlcalc.MLCalculator(str(tmp_path / "mean.pt"))
+    assert "energy_uncertainty" not in atoms.calc.implemented_properties
+    assert_parity(atoms, atoms.calc, model.ase(), FLOAT64)
+
+
+def test_committee_option_from_the_command_line(ani, tmp_path, capsys):
+    model, _, _ = ani
+    torch.save(model, tmp_path / "ani.pt")
+    for value, members in (("false", 0), ("yes", 2)):
+        out = tmp_path / f"{value}.pt"
+        assert (
+            main(["export", "--from", "torchani", str(tmp_path / "ani.pt"), str(out), "--option", f"committee={value}"])
+            == 0
+        )
+        assert mlcalc.load(out).metadata.committee == members
+    with pytest.raises(PluginError, match="option committee is true or false"):
+        mlcalc.plugins.export("torchani", model, tmp_path / "x.pt", committee="maybe")

@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from mlcalc.errors import PluginError
-from mlcalc.plugins import Adapter, Conversion, load_saved_model
+from mlcalc.plugins import Adapter, Conversion, load_saved_model, option_bool
 from mlcalc_torchani.model import ANIPotential
 
 __all__ = ["ANIPotential", "TorchANIAdapter", "adapter"]
@@ -23,7 +23,9 @@ class TorchANIAdapter(Adapter):
     name = "torchani"
     package = "torchani"
     tested_versions = ">=2.9,<2.10"
-    options = {}
+    options = {
+        "committee": "an ensemble of several networks reports their spread (default True; False: the mean only)",
+    }
 
     def convert(
         self,
@@ -32,6 +34,7 @@ class TorchANIAdapter(Adapter):
         dtype: Optional[str] = None,
         length_unit: Optional[str] = None,
         energy_unit: Optional[str] = None,
+        committee: Any = True,
     ) -> Conversion:
         import torchani.arch
 
@@ -61,6 +64,7 @@ class TorchANIAdapter(Adapter):
         numbers = [int(z) for z in model.atomic_numbers.tolist()]
         species = sorted(numbers)
         element_index = torch.tensor([numbers.index(z) for z in species], dtype=torch.long)
+        members = len(model)
         contract_model = ANIPotential(
             computer.radial,
             computer.angular,
@@ -68,6 +72,7 @@ class TorchANIAdapter(Adapter):
             model.energy_shifter,
             element_index,
             computer.triu_index.cpu(),
+            committee=option_bool("committee", committee) and members > 1,
         )
         parameter_dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         return Conversion(

@@ -25,6 +25,8 @@ class ANIPotential(torch.nn.Module):
         self_energies: TorchANI's ``SelfEnergy`` module (the energy shifter).
         element_index: for each entry of mlcalc's sorted species list, TorchANI's element index.
         triu_index: TorchANI's [S, S] map from a pair of element indices to its angular AEV block.
+        committee: ``networks`` is an ensemble whose members' energies are returned as the contract's
+            ``energies_committee`` [N, M] (their mean is ``energies``): the file reports their spread.
     """
 
     def __init__(
@@ -35,8 +37,10 @@ class ANIPotential(torch.nn.Module):
         self_energies: torch.nn.Module,
         element_index: Tensor,
         triu_index: Tensor,
+        committee: bool = False,
     ):
         super().__init__()
+        self.committee = committee
         self.radial = radial
         self.angular = angular
         self.networks = networks
@@ -79,9 +83,12 @@ class ANIPotential(torch.nn.Module):
         ).index_add(0, centre[first] * self.num_species_pairs + pair_block, angular_terms)
 
         aevs = torch.cat([radial.view(n, -1), angular.view(n, -1)], dim=1).unsqueeze(0)
+        self_energies = self.self_energies(elements.unsqueeze(0), True).view(n)
+        if self.committee:  # each member's atomic energies, [M, 1, N] (TorchANI's ensemble_values)
+            members = self.networks(elements.unsqueeze(0), aevs, True, True).view(-1, n).t() + self_energies[:, None]
+            return {"energies": members.mean(dim=1), "energies_committee": members}
         energies = self.networks(elements.unsqueeze(0), aevs, True, False).view(n)
-        energies = energies + self.self_energies(elements.unsqueeze(0), True).view(n)
-        return {"energies": energies}
+        return {"energies": energies + self_energies}
 
 
 def _edge_pairs(centre: Tensor, n: int) -> Tuple[Tensor, Tensor]:

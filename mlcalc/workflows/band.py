@@ -92,7 +92,7 @@ class ImageCalculator(ExactStateCheck):
         """Cache ``result`` (eV, eV/Å) as the results of ``atoms`` as it is now."""
         self.atoms = atoms.copy()
         results = {k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v) for k, v in result.items()}
-        results = {k: v for k, v in results.items() if k in BAND_PROPERTIES}
+        results = {k: v for k, v in results.items() if k in BAND_PROPERTIES or k == "energy_uncertainty"}
         results.setdefault("free_energy", results["energy"])
         self.results = results
 
