@@ -27,6 +27,11 @@ class DeviceError(MLCalcError, RuntimeError):
     """A device (``cuda``) or platform that this machine does not have was asked for."""
 
 
+class UncertaintyExceededError(MLCalcError, RuntimeError):
+    """A committee's energy spread passed the threshold a run was given: the simulation left the region the
+    potential was trained for."""
+
+
 class PluginError(MLCalcError, ValueError):
     """A model-family adapter is missing, or cannot convert what it was given (a model of another
     family, unsupported elements or options)."""

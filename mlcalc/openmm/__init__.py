@@ -4,7 +4,8 @@
 openmm-torch ``TorchForce`` where openmm-torch is installed, else an ``openmm.PythonForce`` (choose
 with ``implementation=``); ``create_system`` builds a whole-system ML ``openmm.System`` from a
 ``Topology``; ``create_mixed_system`` makes an ML/MM System out of an MM one (mechanical embedding);
-``choose_platform`` gives a platform with thread counts that leave torch its cores.
+``choose_platform`` gives a platform with thread counts that leave torch its cores; ``UncertaintyReporter``
+writes a committee's energy spread along a run and can stop it above a threshold.
 """
 
 from mlcalc.openmm.forces import create_force, default_implementation, implementation_of
@@ -13,9 +14,11 @@ from mlcalc.openmm.platforms import choose_platform
 from mlcalc.openmm.region import atomic_numbers
 from mlcalc.openmm.system import create_system
 from mlcalc.openmm.torchforce import TorchForceModule, openmmtorch_error
+from mlcalc.openmm.uncertainty import UncertaintyReporter
 
 __all__ = [
     "TorchForceModule",
+    "UncertaintyReporter",
     "atomic_numbers",
     "choose_platform",
     "create_force",
