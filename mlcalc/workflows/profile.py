@@ -27,11 +27,7 @@ class EnergyProfile:
 
     def add_uncertainty(self, rows: list[dict]) -> list[dict]:
         """``rows`` (one per image) with ``energy_uncertainty_eV`` when the images have a spread."""
-        spread = self.uncertainties
-        if spread is not None:
-            for row, sigma in zip(rows, spread):
-                row["energy_uncertainty_eV"] = float(sigma)
-        return rows
+        return with_uncertainty(rows, self.uncertainties)
 
     @property
     def barrier(self) -> float:
@@ -44,3 +40,11 @@ def uncertainties_of(structures: list[Atoms]) -> Optional[np.ndarray]:
     """The committee spread (eV) recorded with each structure, or ``None`` unless all have one."""
     values = [energy_uncertainty(atoms) for atoms in structures]
     return None if not values or any(v is None for v in values) else np.array(values, dtype=float)
+
+
+def with_uncertainty(rows: list[dict], spread: Optional[np.ndarray]) -> list[dict]:
+    """``rows`` (one per structure) with an ``energy_uncertainty_eV`` column when ``spread`` (eV) is given."""
+    if spread is not None:
+        for row, sigma in zip(rows, spread):
+            row["energy_uncertainty_eV"] = float(sigma)
+    return rows

@@ -32,7 +32,7 @@ from mlcalc.workflows.fragments import check_dihedrals_in_one_molecule, check_no
 from mlcalc.workflows.internal import Dihedral, InternalCoordinate, check_coordinates, resolve_targets
 from mlcalc.workflows.output import Checkpoint, calculator_fingerprint, structure_fingerprint, write_images_atomic
 from mlcalc.workflows.plotting import plot_scan
-from mlcalc.workflows.profile import uncertainties_of
+from mlcalc.workflows.profile import uncertainties_of, with_uncertainty
 from mlcalc.workflows.series import Step, StepResult, run_series
 
 #: Default dihedral grid: 0°, 10°, …, 350° (Hedelius's ephedrine scan, TrIP thesis, BYU 2024).
@@ -95,22 +95,17 @@ class ScanResult:
 
     def rows(self) -> list[dict]:
         """Table rows (see :func:`table_columns`)."""
-        spread = self.uncertainties
         rows = [
             _row(n, p, self.coordinates, rel) for n, (p, rel) in enumerate(zip(self.points, self.relative_energies))
         ]
-        if spread is not None:
-            for row, sigma in zip(rows, spread):
-                row["energy_uncertainty_eV"] = float(sigma)
-        return rows
+        return with_uncertainty(rows, self.uncertainties)
 
     def write_tables(self, directory: PathLike) -> None:
         """Write ``scan.csv`` and ``scan.json`` into ``directory``."""
         directory = Path(directory)
         rows = self.rows()
-        columns = table_columns(self.coordinates) + (
-            ["energy_uncertainty_eV"] if self.uncertainties is not None else []
-        )
+        spread_column = ["energy_uncertainty_eV"] if rows and "energy_uncertainty_eV" in rows[0] else []
+        columns = table_columns(self.coordinates) + spread_column
         write_csv_atomic(directory / "scan.csv", columns, rows, digits=10)
         write_json_atomic(
             directory / "scan.json",
@@ -129,6 +124,7 @@ class ScanResult:
         self.write_tables(directory)
         write_images_atomic(Path(directory) / "scan.extxyz", self.images)
         if self.points:
+            spread = self.uncertainties
             plot_scan(
                 self.targets,
                 self.relative_energies * EV_TO_KCAL_MOL,
@@ -137,7 +133,7 @@ class ScanResult:
                 [c.axis_label for c in self.coordinates],
                 Path(directory) / "scan.png",
                 degrees=self.coordinates[0].unit == "deg",
-                uncertainty_kcal_mol=None if self.uncertainties is None else self.uncertainties * EV_TO_KCAL_MOL,
+                uncertainty_kcal_mol=None if spread is None else spread * EV_TO_KCAL_MOL,
             )
         return Path(directory)
 
