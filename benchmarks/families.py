@@ -145,7 +145,7 @@ def build_torchani(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
     return Built(own, path, openmm_own=openmm_own, notes=notes)
 
 
-def build_hippynn(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
+def build_hippynn(dtype: torch.dtype, folder: Path, quick: bool, compilable: bool = False) -> Built:
     """HIP-NN, 64 features (8 with ``quick``), 20 sensitivities, 2 interaction layers of 3 atom layers,
     cutoff 5 Å, hippynn's defaults otherwise (residual blocks, softplus)."""
     from hippynn.graphs import GraphModule, inputs, networks, targets
@@ -171,7 +171,7 @@ def build_hippynn(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
     henergy = targets.HEnergyNode("HEnergy", network)
     model = GraphModule([species, positions], [henergy.mol_energy]).to(dtype)
     path = folder / f"hipnn-{dtype}.pt"
-    mlcalc.plugins.export("hippynn", model, path, dtype=str(dtype).replace("torch.", ""))
+    mlcalc.plugins.export("hippynn", model, path, dtype=str(dtype).replace("torch.", ""), compilable=compilable)
 
     def calculator(periodic: bool = False) -> Calculator:
         with warnings.catch_warnings():
@@ -191,7 +191,7 @@ def build_hippynn(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
     return Built(calculator, path, skin=calculator()._skin, openmm_own=openmm_own, notes={"custom_kernels": kernels})
 
 
-def build_schnetpack(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
+def build_schnetpack(dtype: torch.dtype, folder: Path, quick: bool, compilable: bool = False) -> Built:
     """PaiNN, 128 features x 3 interactions (16 x 1 with ``quick``), 20 Bessel functions, cosine cutoff
     5 Å, Atomwise energy."""
     from mlcalc_schnetpack import import_schnetpack
@@ -217,7 +217,9 @@ def build_schnetpack(dtype: torch.dtype, folder: Path, quick: bool) -> Built:
     saved = folder / f"painn-{dtype}"
     torch.save(model, saved)
     path = folder / f"painn-{dtype}.pt"
-    mlcalc.plugins.export("schnetpack", saved, path, dtype=str(dtype).replace("torch.", ""), species="H,C,N,O")
+    mlcalc.plugins.export(
+        "schnetpack", saved, path, dtype=str(dtype).replace("torch.", ""), species="H,C,N,O", compilable=compilable
+    )
 
     def calculator(periodic: bool = False) -> Calculator:
         # SchNetPack's fastest CPU neighbour list (its default is ASE's).

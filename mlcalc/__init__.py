@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mlcalc.calculator import MLCalculator
     from mlcalc.contract import CONTRACT_VERSION, Metadata
     from mlcalc.errors import (
+        CompileError,
         ContractError,
         DeviceError,
         InvalidStructureError,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 #: Public name -> the module that defines it.
 _LAZY = {
     "CONTRACT_VERSION": "mlcalc.contract",
+    "CompileError": "mlcalc.errors",
     "ContractError": "mlcalc.errors",
     "DeviceError": "mlcalc.errors",
     "InvalidStructureError": "mlcalc.errors",
@@ -56,6 +58,7 @@ _LAZY = {
 
 __all__ = [
     "CONTRACT_VERSION",
+    "CompileError",
     "ContractError",
     "DeviceError",
     "InvalidStructureError",

@@ -33,6 +33,8 @@ class MLCalculator(ExactStateCheck):
             periodic flags and atoms are unchanged (:class:`mlcalc.verlet.VerletList`); the results
             equal a fresh graph's to rounding. ``neighbor_builds`` and ``neighbor_reuses`` count calls.
         use_cache: as in ASE (``False``: evaluate at every request).
+        compile: run the model through ``torch.compile`` (a file exported with ``compilable=True``; see
+            :func:`mlcalc.load`); for a :class:`~mlcalc.Potential`, load it with ``compile=True`` instead.
 
     A committee file (``potential.metadata.committee`` members) also gives ``energy_uncertainty`` (eV: the
     standard deviation of the members' energies) and ``energy_committee`` [M] (eV) at every call, and
@@ -53,12 +55,18 @@ class MLCalculator(ExactStateCheck):
         dtype: DtypeLike = None,
         skin: float = 0.0,
         use_cache: bool = True,
+        compile: bool = False,
     ):
         if isinstance(potential, Potential):
+            if compile and not potential.compiled:
+                raise ValueError(
+                    "compile=True applies to a potential file; this Potential was loaded without it: "
+                    "pass mlcalc.load(path, compile=True), or the path itself"
+                )
             if device is not None or dtype is not None:
                 potential = potential.to(device=device, dtype=dtype)
         else:
-            potential = load(potential, device=device, dtype=dtype)
+            potential = load(potential, device=device, dtype=dtype, compile=compile)
         if skin < 0 or not np.isfinite(skin):
             raise ValueError(f"skin is a length in Å, zero or positive; got {skin!r}")
         fingerprint = potential.fingerprint()
@@ -70,6 +78,8 @@ class MLCalculator(ExactStateCheck):
             "device": str(potential.device),
             "skin": float(skin),
         }
+        if potential.compiled:
+            parameters["compiled"] = True
         super().__init__(parameters=parameters, use_cache=use_cache)
         self.potential = potential
         self.verlet = potential.verlet_list(skin) if skin > 0 else None

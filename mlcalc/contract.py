@@ -26,9 +26,13 @@ if TYPE_CHECKING:
     import torch
 
 #: 1.1: neighbor_list_within and compute_from_neighbors (Verlet lists); 1.2: authors and license;
-#: 1.3: committees (``committee`` in the metadata, the uncertainty outputs).
-CONTRACT_VERSION = "1.3"
+#: 1.3: committees (``committee`` in the metadata, the uncertainty outputs); 1.4: an optional exported
+#: program of the model beside the TorchScript (``program`` in the metadata, :data:`PROGRAM_FILE`).
+CONTRACT_VERSION = "1.4"
 METADATA_FILE = "mlcalc_metadata.json"
+#: Extra file with the model part as a ``torch.export`` ExportedProgram (``torch.export.save``), for the
+#: compiled route (:mod:`mlcalc.compiled`); present when the metadata's ``program`` is not empty.
+PROGRAM_FILE = "mlcalc_program.pt2"
 DTYPES = ("float32", "float64")
 
 #: TorchScript schemas of the methods every potential file exposes (see :mod:`mlcalc.module`).
@@ -104,6 +108,8 @@ class Metadata:
     authors: tuple[str, ...] = ()
     license: str = ""
     committee: int = 0
+    #: the exported program (contract 1.4): {"torch_version": ..., "sha256": ..., "bytes": ...}, or empty
+    program: dict[str, Any] = field(default_factory=dict)
     contract_version: str = CONTRACT_VERSION
     mlcalc_version: str = ""
     torch_version: str = ""
@@ -140,6 +146,11 @@ class Metadata:
             and self.committee != 1
             and self.committee >= 0,
             f"committee must be the number of members (2 or more), or 0 for a single model; got {self.committee!r}",
+        )
+        check(
+            isinstance(self.program, dict)
+            and (not self.program or set(self.program) == {"torch_version", "sha256", "bytes"}),
+            f"program must be empty or record torch_version, sha256 and bytes; got {self.program!r}",
         )
         object.__setattr__(self, "length_unit", canonical_length_unit(self.length_unit))
         object.__setattr__(self, "energy_unit", canonical_energy_unit(self.energy_unit))

@@ -27,6 +27,11 @@ class DeviceError(MLCalcError, RuntimeError):
     """A device (``cuda``) or platform that this machine does not have was asked for."""
 
 
+class CompileError(MLCalcError, RuntimeError):
+    """The compiled route (``mlcalc.load(path, compile=True)``) cannot serve this file here; the same file
+    still runs through TorchScript without ``compile``."""
+
+
 class UncertaintyExceededError(MLCalcError, RuntimeError):
     """A committee's energy spread passed the threshold a run was given: the simulation left the region the
     potential was trained for."""

@@ -10,7 +10,8 @@ import torch
 
 from mlcalc import torchscript
 from mlcalc._version import __version__
-from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, Metadata, dtype_name
+from mlcalc.compiled import export_program, program_record
+from mlcalc.contract import METADATA_FILE, MODEL_INPUTS, PROGRAM_FILE, Metadata, dtype_name
 from mlcalc.errors import ContractError, script_error_message
 from mlcalc.files import PathLike, write_atomic
 from mlcalc.module import PotentialModule, copy_script_module
@@ -34,6 +35,7 @@ def export(
     license: Optional[str] = None,
     dtype: Union[str, torch.dtype, None] = None,
     extra: Optional[Mapping[str, Any]] = None,
+    compilable: bool = False,
 ) -> Metadata:
     """Write ``model`` as a self-contained mlcalc potential file and return its metadata.
 
@@ -53,6 +55,9 @@ def export(
         authors: who made the model (names); license: its license (an SPDX identifier, e.g. "MIT").
         dtype: "float32" or "float64" (default: the model's parameters', else float64).
         extra: free-form JSON-serialisable information stored with the metadata.
+        compilable: also store the model as a ``torch.export`` program (contract 1.4), for
+            ``mlcalc.load(path, compile=True)`` (:mod:`mlcalc.compiled`); refused, naming the cause, where the
+            model does not export.
     """
     if isinstance(model, (list, tuple)):
         from mlcalc.models.committee import Committee
@@ -109,7 +114,11 @@ def export(
             + (f"{members} members' energies" if members else "no 'energies_committee'")
         )
     metadata = replace(metadata, committee=members)  # what the model returns decides
-    save_module(module, metadata, path)
+    program = None
+    if compilable:
+        program = export_program(copy.deepcopy(model).to(getattr(torch, metadata.dtype)).eval(), metadata)
+        metadata = replace(metadata, program=program_record(program))
+    save_module(module, metadata, path, program)
     return metadata
 
 
@@ -159,9 +168,15 @@ def check_module(module: torch.jit.ScriptModule, metadata: Metadata) -> int:
     return members
 
 
-def save_module(module: torch.jit.ScriptModule, metadata: Metadata, path: PathLike) -> None:
-    """Save with the metadata as a TorchScript extra file; a crash never leaves a partial file."""
-    write_atomic(path, lambda tmp: torchscript.save(module, str(tmp), {METADATA_FILE: metadata.to_json()}))
+def save_module(
+    module: torch.jit.ScriptModule, metadata: Metadata, path: PathLike, program: Optional[bytes] = None
+) -> None:
+    """Save with the metadata (and the exported ``program``, if any) as TorchScript extra files; a crash never
+    leaves a partial file."""
+    extra: dict[str, Union[str, bytes]] = {METADATA_FILE: metadata.to_json()}
+    if program is not None:
+        extra[PROGRAM_FILE] = program
+    write_atomic(path, lambda tmp: torchscript.save(module, str(tmp), extra))
 
 
 def _check_signature(scripted: torch.jit.ScriptModule) -> None:

@@ -200,25 +200,7 @@ class PotentialModule(torch.nn.Module):
         candidates: Optional[Tensor] = None,
         candidate_shifts: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
-        species = self.species_lookup[atomic_numbers]
-        if candidates is None or candidate_shifts is None:
-            edge_index, shifts = build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
-        else:
-            edge_index, shifts = self._within_cutoff(positions, cell, batch, candidates, candidate_shifts)
-        first = edge_index[0]
-        second = edge_index[1]
-        edge_vectors = positions[second] - positions[first] + _shift_vectors(shifts, cell, batch, first)
-        inputs: Dict[str, Tensor] = {
-            "atomic_numbers": atomic_numbers,
-            "species": species,
-            "positions": positions,
-            "cell": cell,
-            "pbc": pbc,
-            "batch": batch,
-            "edge_index": edge_index,
-            "edge_vectors": edge_vectors,
-            "edge_shifts": shifts,
-        }
+        inputs = self._model_inputs(atomic_numbers, positions, cell, pbc, batch, candidates, candidate_shifts)
         out = self.model(inputs)
         if "energies" not in out:
             raise ValueError(
@@ -256,6 +238,42 @@ class PotentialModule(torch.nn.Module):
             result["energy_committee"] = member_energy
             result["energy_uncertainty"] = member_energy.std(dim=1, unbiased=False)
         return result
+
+    def _model_inputs(
+        self,
+        atomic_numbers: Tensor,
+        positions: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        batch: Tensor,
+        candidates: Optional[Tensor],
+        candidate_shifts: Optional[Tensor],
+    ) -> Dict[str, Tensor]:
+        """The model's input dictionary (contract ``MODEL_INPUTS``): the graph within the cutoff, built here
+        or kept from candidate edges, and its edge vectors (differentiable in positions and cell)."""
+        species = self.species_lookup[atomic_numbers]
+        if candidates is None or candidate_shifts is None:
+            edge_index, shifts = self._graph(positions, cell, pbc, batch)
+        else:
+            edge_index, shifts = self._within_cutoff(positions, cell, batch, candidates, candidate_shifts)
+        first = edge_index[0]
+        second = edge_index[1]
+        edge_vectors = positions[second] - positions[first] + _shift_vectors(shifts, cell, batch, first)
+        return {
+            "atomic_numbers": atomic_numbers,
+            "species": species,
+            "positions": positions,
+            "cell": cell,
+            "pbc": pbc,
+            "batch": batch,
+            "edge_index": edge_index,
+            "edge_vectors": edge_vectors,
+            "edge_shifts": shifts,
+        }
+
+    def _graph(self, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:
+        """Edges within the cutoff and their shifts (:func:`mlcalc.graph.build_graph`)."""
+        return build_graph(positions, cell, pbc, batch, self.cutoff, self.pair_chunk, self.max_images)
 
     def _within_cutoff(
         self, positions: Tensor, cell: Tensor, batch: Tensor, candidates: Tensor, candidate_shifts: Tensor

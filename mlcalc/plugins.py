@@ -155,9 +155,11 @@ class Adapter(abc.ABC):
         length_unit: Optional[str] = None,
         energy_unit: Optional[str] = None,
         allow_untested_version: bool = False,
+        compilable: bool = False,
         **options: Any,
     ) -> Metadata:
-        """Convert ``source`` (a model object or checkpoint path) and write the mlcalc file ``path``.
+        """Convert ``source`` (a model object or checkpoint path) and write the mlcalc file ``path``
+        (``compilable``: with an exported program for the compiled route, see :func:`mlcalc.export`).
 
         Returns the written file's metadata. The family's name and version are recorded in its
         ``extra`` field.
@@ -185,6 +187,7 @@ class Adapter(abc.ABC):
             description=description or conversion.description,
             references=list(conversion.references),
             extra=extra,
+            compilable=compilable,
         )
 
 

@@ -17,10 +17,12 @@ from ase.data import chemical_symbols
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from mlcalc import torchscript
+from mlcalc.compiled import CompiledModule, compile_module
 from mlcalc.contract import (
     COMMITTEE_METHOD_SCHEMAS,
     METADATA_FILE,
     METHOD_SCHEMAS,
+    PROGRAM_FILE,
     VERLET_METHOD_SCHEMAS,
     Metadata,
     dtype_name,
@@ -60,17 +62,21 @@ def read_metadata(path: PathLike) -> Metadata:
     return Metadata.from_json(text, source=str(path))
 
 
-def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> "Potential":
+def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None, compile: bool = False) -> "Potential":
     """Load and validate a potential file.
 
     Args:
         path: a file written by :func:`mlcalc.export`, or the name of a bundled potential ("demo").
         device: "cpu", "cuda", "cuda:1", a ``torch.device``; default CUDA when available.
         dtype: "float32", "float64" or a ``torch.dtype``; default the dtype the file declares.
+        compile: run the model through ``torch.compile`` from the file's exported program (a file
+            exported with ``compilable=True``; :mod:`mlcalc.compiled`). Compiles at load (tens of
+            seconds) and checks the results against the file's TorchScript.
 
     Raises:
         ContractError: not TorchScript, no metadata, an unknown contract version or unit, or
             methods that do not match the contract.
+        CompileError: ``compile=True`` for a file or machine where the compiled route cannot run.
     """
     given = os.fspath(path)
     path = _existing(path)
@@ -87,7 +93,29 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None) -> 
         ) from exc
     _check_interface(module, metadata, str(path))
     sha256 = hashlib.sha256(data).hexdigest()
-    return Potential(module, metadata, device=device, dtype=dtype, source_sha256=sha256, source=given)
+    program = _program_bytes(data, str(path)) if compile and metadata.program else None
+    return Potential(
+        module,
+        metadata,
+        device=device,
+        dtype=dtype,
+        source_sha256=sha256,
+        source=given,
+        compile=compile,
+        program=program,
+    )
+
+
+def _program_bytes(data: bytes, source: str) -> bytes:
+    """The exported program stored in the potential file ``data`` (contract 1.4)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"/extra/{PROGRAM_FILE}")]
+        if not names:
+            raise ContractError(
+                f"{source}: its metadata records an exported program but the file holds none ({PROGRAM_FILE}): "
+                "the file is damaged; copy or export it again"
+            )
+        return archive.read(names[0])
 
 
 def _relative_to_first_atom(positions: np.ndarray, batch: Optional[np.ndarray]) -> np.ndarray:
@@ -127,8 +155,10 @@ def _explain_non_finite(numbers, positions, cell, pbc, batch) -> None:
 class Potential:
     """A loaded potential file. Evaluates structures in eV and Å whatever the model's units.
 
-    Use :func:`load` to make one. ``module`` is the TorchScript module in the model's own units, its
-    parameters frozen (``requires_grad`` False: it evaluates, it does not train).
+    Use :func:`load` to make one. ``script_module`` is the TorchScript module in the model's own units,
+    its parameters frozen (``requires_grad`` False: it evaluates, it does not train). ``module`` is what
+    evaluates: ``script_module`` itself, or with ``compile=True`` a :class:`mlcalc.compiled.CompiledModule`
+    from the file's exported ``program`` (bytes), whose ``compile_seconds`` says what compiling cost.
     """
 
     def __init__(
@@ -139,6 +169,8 @@ class Potential:
         dtype: DtypeLike = None,
         source_sha256: Optional[str] = None,
         source: Optional[str] = None,
+        compile: bool = False,
+        program: Optional[bytes] = None,
     ):
         self.metadata = metadata
         self.source_sha256 = source_sha256  # of the file it was loaded from
@@ -153,7 +185,13 @@ class Potential:
             )
         # In place: the Potential owns the module. Frozen, so that no engine (ASE, OpenMM, batches) that
         # runs it computes parameter gradients; see freeze_parameters.
-        self.module = freeze_parameters(module.to(device=self.device, dtype=self.dtype))
+        self.script_module = freeze_parameters(module.to(device=self.device, dtype=self.dtype))
+        self.compiled = bool(compile)
+        self.program = program
+        self.module: Union[torch.jit.ScriptModule, CompiledModule] = self.script_module
+        if self.compiled:
+            label = source or metadata.name
+            self.module = compile_module(self.script_module, program or b"", metadata, self.dtype, label)
         self.length_unit_in_angstrom = angstrom_per(metadata.length_unit)
         self.energy_unit_in_ev = ev_per(metadata.energy_unit)
         self._supported = np.zeros(len(chemical_symbols), dtype=bool)
@@ -176,31 +214,38 @@ class Potential:
     def to(self, device: DeviceLike = None, dtype: DtypeLike = None) -> "Potential":
         """A copy on another device and/or dtype (``None`` keeps the current one); ``self`` is unchanged."""
         return Potential(
-            copy_script_module(self.module),
+            copy_script_module(self.script_module),
             self.metadata,
             device=self.device if device is None else device,
             dtype=self.dtype if dtype is None else dtype,
             source_sha256=self.source_sha256,
             source=self.source,
+            compile=self.compiled,
+            program=self.program,
         )
 
     def fingerprint(self) -> dict:
         """What identifies the numbers this potential gives: its name, the SHA-256 of its file (of the
         saved module where it was not loaded from a file) and its dtype. Checkpoints of workflows record
-        it, so that a resume with another potential is refused."""
+        it, so that a resume with another potential is refused. The compiled route adds ``"compiled": True``
+        (its numbers equal TorchScript's to round-off, not bit for bit)."""
         sha256 = self.source_sha256
         if sha256 is None:
             buffer = io.BytesIO()
-            torchscript.save(self.module, buffer, {METADATA_FILE: self.metadata.to_json()})
+            torchscript.save(self.script_module, buffer, {METADATA_FILE: self.metadata.to_json()})
             sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
-        return {"potential": self.name, "sha256": sha256, "dtype": str(self.dtype).replace("torch.", "")}
+        fingerprint: dict = {"potential": self.name, "sha256": sha256, "dtype": str(self.dtype).replace("torch.", "")}
+        if self.compiled:
+            fingerprint["compiled"] = True
+        return fingerprint
 
     def __repr__(self) -> str:
         symbols = self.metadata.symbols
         species = ", ".join(symbols) if len(symbols) <= 12 else f"{len(symbols)} elements, {symbols[0]}..{symbols[-1]}"
         return (
             f"Potential({self.name!r}, cutoff={self.cutoff:g} Å, species=[{species}], "
-            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')})"
+            f"device={self.device}, dtype={str(self.dtype).replace('torch.', '')}"
+            + (", compiled)" if self.compiled else ")")
         )
 
     def check_structure(self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:

@@ -10,7 +10,7 @@ rebuilds.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 from torch import Tensor
@@ -18,11 +18,21 @@ from torch import Tensor
 from mlcalc.contract import VERLET_METHOD_SCHEMAS
 from mlcalc.errors import ContractError
 
+if TYPE_CHECKING:
+    from mlcalc.compiled import CompiledModule
+
 
 class VerletList:
-    """Candidate edges of one structure for ``module`` (cutoff and skin in the model's length unit)."""
+    """Candidate edges of one structure for ``module`` (a potential file's module, or the compiled route's;
+    cutoff and skin in the model's length unit)."""
 
-    def __init__(self, module: torch.jit.ScriptModule, cutoff: float, skin: float, source: str = "the potential"):
+    def __init__(
+        self,
+        module: Union[torch.jit.ScriptModule, "CompiledModule"],
+        cutoff: float,
+        skin: float,
+        source: str = "the potential",
+    ):
         if not skin > 0:
             raise ValueError(f"the Verlet skin must be positive (a length), got {skin!r}")
         missing = [name for name in VERLET_METHOD_SCHEMAS if not hasattr(module, name)]

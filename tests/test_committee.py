@@ -68,7 +68,7 @@ def test_committee_is_the_mean_and_spread_of_its_members(morse_files, name):
     energies = np.array([m["energy"] for m in members])
     forces = np.array([m["forces"] for m in members])  # [M, N, 3]
     scale = np.abs(energies).max()
-    assert metadata.committee == 3 and metadata.contract_version == "1.3"
+    assert metadata.committee == 3 and metadata.contract_version == mlcalc.CONTRACT_VERSION
     assert committee["energy"] == pytest.approx(energies.mean(), rel=1e-12, abs=1e-12 * scale)
     np.testing.assert_allclose(committee["forces"], forces.mean(axis=0), rtol=1e-12, atol=1e-12 * np.abs(forces).max())
     if "stress" in committee:

@@ -163,3 +163,110 @@ def test_config_errors(tmp_path):
     (tmp_path / "bad.json").write_text('{"structure": "x.pdb", "potential": "p.pt", "temprature": 300}')
     with pytest.raises(ValueError, match=r"unknown MD settings \['temprature'\]"):
         MDConfig.from_file(tmp_path / "bad.json")
+
+
+@pytest.fixture(scope="module")
+def argon_committee(argon, tmp_path_factory):
+    """The argon PDB and a committee of three truncated Lennard-Jones argons (sigma +1 %, epsilon -3 % apart):
+    along the short run below, from a minimised lattice heating to 90 K, the spread grows from 0.01 to 0.13 eV."""
+    import mlcalc
+
+    structure, _ = argon
+    path = tmp_path_factory.mktemp("committee") / "argon-committee.pt"
+    members = [
+        mlcalc.models.LennardJones(
+            sigma=3.405 * (1 + 0.01 * k), epsilon=0.0103 * (1 - 0.03 * k), cutoff=7.0, shift=False
+        )
+        for k in range(3)
+    ]
+    mlcalc.export(members, path)
+    return structure, path
+
+
+def committee_config(argon_committee, output: Path) -> MDConfig:
+    """NVT 20 steps, production 60 steps of 10 fs; state rows every 5 steps, checkpoints every 15 and at 20."""
+    config = argon_config(argon_committee, output)
+    config.npt, config.production = 0.0, 0.6
+    return config
+
+
+def _uncertainty_rows(directory: Path) -> np.ndarray:
+    return np.loadtxt(directory / "uncertainty.csv", delimiter=",", skiprows=1, ndmin=2)
+
+
+def test_run_stops_above_max_uncertainty_and_resumes_with_a_higher_one(argon_committee, tmp_path, capsys):
+    import json
+
+    from mlcalc.errors import UncertaintyExceededError
+
+    committee_config(argon_committee, tmp_path / "run").save(tmp_path / "md.json")
+    # The spread is 0.075 eV at step 20 (a checkpoint) and 0.0999 eV at step 25: the run stops there.
+    assert main(["md", "--config", str(tmp_path / "md.json"), "--max-uncertainty", "0.09", "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "spread reached 0.0999" in error and "at step 25" in error and "above max_uncertainty = 0.09 eV" in error
+    assert f"mlcalc md --resume {tmp_path / 'run'} --max-uncertainty" in error
+    assert "Traceback" not in error
+    run = tmp_path / "run"
+    rows = _uncertainty_rows(run)
+    assert list(rows[:, 0]) == [5, 10, 15, 20, 25]  # the row that stopped it is the last
+    assert rows[-1, 2] > 0.09 and np.all(rows[:-1, 2] <= 0.09)
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 20  # the last one below the threshold
+    assert [p.name for p in run.glob("checkpoint-*.chk")] == ["checkpoint-000000000020.chk"]
+    assert not (run / "final.pdb").exists()
+
+    with pytest.raises(UncertaintyExceededError, match="at step 20, above max_uncertainty = 0.05 eV"):
+        Run.resume(run, max_uncertainty=0.05)  # the checkpoint itself is above it: refused, nothing changed
+    assert json.loads((run / "config.json").read_text())["max_uncertainty"] == 0.09
+    assert main(["md", "--resume", str(run), "--max-uncertainty", "1.0", "--quiet"]) == 0
+    assert json.loads((run / "config.json").read_text())["max_uncertainty"] == 1.0
+    resumed = _uncertainty_rows(run)
+    assert list(resumed[:, 0]) == list(range(5, 81, 5))  # each step once: the stopping row was cut and rewritten
+    assert np.array_equal(resumed[:4], rows[:4])
+    np.testing.assert_allclose(resumed[4, 2], rows[4, 2], rtol=1e-9)  # the same step again from the checkpoint
+    state = np.loadtxt(run / "state.csv", delimiter=",", skiprows=1)
+    assert list(state[:, 0]) == list(range(5, 81, 5))
+
+
+def test_interrupted_run_keeps_each_uncertainty_row_once(argon_committee, tmp_path):
+    config = committee_config(argon_committee, tmp_path / "run")
+    config.max_uncertainty = 1.0
+    run = Run.start(config)
+    with pytest.raises(KeyboardInterrupt):  # after step 40; the last checkpoint is at step 30
+        run.run(progress=False, stop_requested=lambda: run.simulation.currentStep >= 40)
+    assert list(_uncertainty_rows(tmp_path / "run")[:, 0]) == list(range(5, 41, 5))
+    resumed = Run.resume(tmp_path / "run")
+    assert resumed.simulation.currentStep == 30
+    assert list(_uncertainty_rows(tmp_path / "run")[:, 0]) == list(range(5, 31, 5))
+    resumed.run(progress=False)
+    rows = _uncertainty_rows(tmp_path / "run")
+    assert list(rows[:, 0]) == list(range(5, 81, 5))
+    np.testing.assert_allclose(rows[:, 1], rows[:, 0] * 0.01, rtol=1e-9)
+
+
+def test_checkpoint_between_rows_is_checked_against_max_uncertainty(argon_committee, tmp_path):
+    from mlcalc.errors import UncertaintyExceededError
+
+    config = committee_config(argon_committee, tmp_path / "run")
+    config.state_interval, config.max_uncertainty = 0.1, 0.03  # rows at 10, 20; a checkpoint at 15 (0.039 eV)
+    config.production = 0.0
+    run = Run.start(config)
+    with pytest.raises(
+        UncertaintyExceededError,
+        match="at step 15, above max_uncertainty = 0.03 eV .checked before writing a checkpoint",
+    ):
+        run.run(progress=False)
+    assert run.checkpoint_step == 0
+    assert list(_uncertainty_rows(tmp_path / "run")[:, 0]) == [10]
+
+
+def test_max_uncertainty_needs_a_committee(argon, tmp_path):
+    from mlcalc.errors import ContractError
+
+    config = argon_config(argon, tmp_path / "single")
+    config.max_uncertainty = 0.1
+    with pytest.raises(ContractError, match="needs a committee potential, but .* is a single model"):
+        Run.start(config)
+    assert not (tmp_path / "single" / "config.json").exists()
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="max_uncertainty"):
+            MDConfig(structure="x.pdb", potential="p.pt", max_uncertainty=bad)

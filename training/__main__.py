@@ -1,11 +1,12 @@
-"""``python -m training STAGE``: geometries | sample | label | explore | train | export | validate | probe."""
+"""``python -m training STAGE``: geometries | sample | label | explore | train | export | validate | probe |
+calibrate."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-STAGES = ("geometries", "sample", "label", "explore", "train", "export", "validate", "probe")
+STAGES = ("geometries", "sample", "label", "explore", "train", "export", "validate", "probe", "calibrate")
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ def main() -> None:
             "C. Bannwarth, S. Ehlert, S. Grimme, J. Chem. Theory Comput. 15, 1652 (2019) (GFN2-xTB)",
         ],
         dtype="float64",
+        compilable=True,  # mlcalc.load("demo", compile=True): the compiled route (mlcalc.compiled)
         extra={
             "hyperparameters": state["hyperparameters"],
             "epochs": state["epoch"],

@@ -43,6 +43,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="a family-specific option of the adapter (repeatable; `--from FAMILY --option help` lists them)",
     )
     parser.add_argument(
+        "--compilable",
+        action="store_true",
+        help="also store the model as a torch.export program, for mlcalc.load(FILE, compile=True) (torch.compile)",
+    )
+    parser.add_argument(
         "--allow-untested-version",
         action="store_true",
         help="convert even if the installed family package is a version the adapter was not tested with",
@@ -92,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         length_unit=args.length_unit,
         energy_unit=args.energy_unit,
         allow_untested_version=args.allow_untested_version,
+        compilable=args.compilable,
         **options,
     )
     print(
@@ -113,6 +119,11 @@ def _import_foreign(args: argparse.Namespace) -> int:
         raise PluginError(
             f"{', '.join(ignored + ['--option'] * bool(args.option))}: a foreign TorchScript file records its own "
             "units and takes no options; leave them out"
+        )
+    if args.compilable:
+        raise PluginError(
+            "--compilable: a foreign TorchScript file has no Python model for torch.export to trace, so its import "
+            "runs through TorchScript only; leave out --compilable"
         )
     if args.source is None or args.output is None:
         raise PluginError("give the TorchScript file to import and the mlcalc file to write: SOURCE OUTPUT")

@@ -35,6 +35,13 @@ def run(args: argparse.Namespace) -> int:
             "committee",
             f"{metadata.committee} members (energy_uncertainty, forces_uncertainty)" if metadata.committee else "-",
         ),
+        (
+            "compiled route",
+            f"yes: exported program of {metadata.program['bytes'] / 1e6:.1f} MB, torch "
+            f"{metadata.program['torch_version']} (mlcalc.load(path, compile=True))"
+            if metadata.program
+            else "no (TorchScript only; export with compilable=True)",
+        ),
         ("references", "; ".join(metadata.references) or "-"),
         ("authors", ", ".join(metadata.authors) or "-"),
         ("license", metadata.license or "-"),

@@ -57,6 +57,11 @@ OPTIONS = {
         number_in("K"),
         "K above which the run counts as blown up and stops (default 5 x --temperature)",
     ),
+    "max_uncertainty": (
+        number_in("eV"),
+        "eV: with a committee potential, record its energy spread in uncertainty.csv and stop the run (exit 1) "
+        "when the spread passes this value; with --resume, continue with this threshold instead",
+    ),
 }
 
 
@@ -66,8 +71,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="solvated NPT molecular dynamics in OpenMM (minimise, NVT, NPT, production), resumable",
         description="Prepare (hydrogens, solvent), minimise, equilibrate (NVT, NPT) and run production MD. "
         "Outputs in the output directory: config.json, start.pdb, state.csv, trajectory.dcd/xtc, "
-        "checkpoint-STEP.chk with its manifest checkpoint.json, final.pdb. A killed run continues with --resume DIR; "
-        "a run that blew up stops before writing the bad state.",
+        "checkpoint-STEP.chk with its manifest checkpoint.json, final.pdb (uncertainty.csv with --max-uncertainty). "
+        "A killed run continues with --resume DIR; a run that blew up, or whose committee spread passed "
+        "--max-uncertainty, stops with exit status 1 and keeps its last good checkpoint.",
     )
     parser.add_argument("structure", nargs="?", help="solute: PDB, mmCIF or SDF")
     parser.add_argument(
@@ -101,14 +107,16 @@ def run(args: argparse.Namespace) -> int:
     given = {name: value for name, value in settings.items() if value is not None}
     if args.resume is not None:
         timestep_fs = given.pop("timestep_fs", None)
+        max_uncertainty = given.pop("max_uncertainty", None)
         if given or args.config is not None:
             options = sorted(given) + (["config"] if args.config is not None else [])
             raise ValueError(
-                f"--resume continues a run with its own settings (a shorter --timestep-fs aside), but {options} "
+                f"--resume continues a run with its own settings (a shorter --timestep-fs and a new "
+                f"--max-uncertainty aside), but {options} "
                 f"were given too: drop them, or run it again from the start with them: mlcalc md --restart "
                 f"{args.resume} ..."
             )
-        md = Run.resume(args.resume, timestep_fs=timestep_fs)
+        md = Run.resume(args.resume, timestep_fs=timestep_fs, max_uncertainty=max_uncertainty)
     elif args.restart is not None:
         md = Run.restart(args.restart, **given)
     else:

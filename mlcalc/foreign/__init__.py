@@ -22,7 +22,7 @@ from typing import Callable, Optional
 from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
 from mlcalc.files import PathLike
-from mlcalc.foreign import mace_lammps, sevennet
+from mlcalc.foreign import mace_lammps, nequip, sevennet
 from mlcalc.foreign.files import code_modules, extra_files
 from mlcalc.plugins import version_in
 
@@ -61,6 +61,14 @@ FORMATS: dict[str, ForeignFormat] = {
         "`mace_create_lammps_model` (pair_style mace)",
         mace_lammps.recognises,
         mace_lammps.convert,
+    ),
+    nequip.NAME: ForeignFormat(
+        nequip.NAME,
+        nequip.FAMILY,
+        nequip.CHECKED_VERSIONS,
+        "`nequip-compile --mode torchscript` (NequIP and Allegro, `pair_style nequip`/`allegro`)",
+        nequip.recognises,
+        nequip.convert,
     ),
 }
 

@@ -37,9 +37,10 @@ NUMBERS: dict[str, tuple[str, float, bool, bool]] = {
     "checkpoint_interval": ("ps", 0.0, False, False),
     "seed": ("", -math.inf, False, True),
     "max_temperature": ("K", 0.0, False, False),
+    "max_uncertainty": ("eV", 0.0, False, False),
 }
 #: Numeric settings that may be None (unset).
-UNSET_ALLOWED = ("padding", "n_waters", "max_temperature")
+UNSET_ALLOWED = ("padding", "n_waters", "max_temperature", "max_uncertainty")
 
 
 @dataclasses.dataclass
@@ -52,7 +53,10 @@ class MDConfig:
     ``"index 0-32 40"``. Stage lengths of 0 skip the stage; ``minimize_iterations=0`` minimises to
     convergence and ``-1`` skips minimisation. Stage lengths and intervals must be whole numbers of
     time steps. ``max_temperature`` (K; default 5 × ``temperature``) stops a run that blew up (see
-    :mod:`mlcalc.md.guard`). Solvation adds ``padding`` nm of water (default 1.0) or ``n_waters`` waters.
+    :mod:`mlcalc.md.guard`). ``max_uncertainty`` (eV; a committee potential only) records the committee's
+    energy spread in ``uncertainty.csv`` every ``state_interval`` and stops the run when it passes this
+    value (:class:`mlcalc.errors.UncertaintyExceededError`). Solvation adds ``padding`` nm of water
+    (default 1.0) or ``n_waters`` waters.
     Numbers out of range (:data:`NUMBERS`) are refused with a message naming the setting.
     """
 
@@ -88,6 +92,7 @@ class MDConfig:
     implementation: Optional[str] = None  # None: the TorchForce where openmm-torch is installed, else the PythonForce
     seed: int = 1
     max_temperature: Optional[float] = None
+    max_uncertainty: Optional[float] = None  # eV: the committee's energy spread that stops the run
 
     def __post_init__(self) -> None:
         self.forcefield = (self.forcefield,) if isinstance(self.forcefield, str) else tuple(self.forcefield)

@@ -12,6 +12,12 @@ Files in the output directory:
   OpenMM's reporters. Resuming cuts them back to the checkpoint's step first, so a killed and
   resumed run has exactly the frames and rows of an uninterrupted one; rows missing before that step
   are refused.
+- ``uncertainty.csv`` (with ``max_uncertainty``, a committee potential only): the committee's energy
+  spread at every ``state.csv`` step (:class:`mlcalc.openmm.UncertaintyReporter`), cut back on resume
+  like ``state.csv``. A report above ``max_uncertainty`` stops the run with
+  :class:`~mlcalc.errors.UncertaintyExceededError` (its row is the file's last); every checkpoint is
+  checked against the threshold before it is written, so the last checkpoint stays the last state
+  below it.
 - ``final.pdb``: the last structure, written atomically when the run completes.
 
 Every step at which something is written is checked first (:mod:`mlcalc.md.guard`): a run that blew
@@ -29,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import openmm
 from openmm import app, unit
 
 from mlcalc.data import resolve_potential_path
-from mlcalc.errors import InvalidStructureError
+from mlcalc.errors import ContractError, InvalidStructureError, UncertaintyExceededError
 from mlcalc.files import file_sha256, write_atomic
 from mlcalc.md.checkpoints import MANIFEST, CheckpointError, read_checkpoint, write_checkpoint
 from mlcalc.md.config import MDConfig
@@ -41,11 +48,15 @@ from mlcalc.md.guard import SimulationBlewUpError, StateGuard, check_state, degr
 from mlcalc.md.systems import barostat, build_system
 from mlcalc.md.trajectory import truncate_state_data, truncate_trajectory
 from mlcalc.openmm.platforms import choose_platform
+from mlcalc.openmm.uncertainty import UncertaintyReporter
+from mlcalc.potential import read_metadata
+from mlcalc.units import ANGSTROM_PER_NM
 
 CONFIG = "config.json"
 START = "start.pdb"
 STATE = "state.csv"
 FINAL = "final.pdb"
+UNCERTAINTY = "uncertainty.csv"
 
 #: The most steps between two looks at the progress bar and at a stop request.
 STEPS_PER_CALL = 100
@@ -120,6 +131,7 @@ class Run:
             )
         self.stages = stages(config, periodic)
         self.potential_path = resolve_potential_path(config.potential)
+        self._check_committee(config.max_uncertainty)
         self.system = build_system(config, topology, positions)
         self.dof = degrees_of_freedom(self.system)
         self.barostat = barostat(self.system)
@@ -140,6 +152,16 @@ class Run:
         self.minimized = False
         self.checkpoint_step: Optional[int] = None  # of the last checkpoint written or loaded
         self._inputs: Optional[dict[str, str]] = None
+        self._uncertainty: Optional[UncertaintyReporter] = None  # open while run() runs, with max_uncertainty
+
+    def _check_committee(self, max_uncertainty: Optional[float]) -> None:
+        """Refuse ``max_uncertainty`` with a single-model potential (it has no spread), before anything runs."""
+        if max_uncertainty is not None and not read_metadata(self.potential_path).committee:
+            raise ContractError(
+                f"max_uncertainty = {max_uncertainty:g} eV needs a committee potential, but {self.config.potential} "
+                "is a single model: it has no energy spread to compare with the threshold. Export a committee "
+                "(mlcalc.export([model1, model2, ...], path)) and run with it, or drop --max-uncertainty"
+            )
 
     @classmethod
     def start(cls, config: MDConfig, directory: Optional[Path] = None) -> "Run":
@@ -158,7 +180,9 @@ class Run:
         return run
 
     @classmethod
-    def resume(cls, directory: Path, timestep_fs: Optional[float] = None) -> "Run":
+    def resume(
+        cls, directory: Path, timestep_fs: Optional[float] = None, max_uncertainty: Optional[float] = None
+    ) -> "Run":
         """Reopen a run from its directory and its last verified checkpoint (or from the start if it never
         wrote anything). Refuses a missing or damaged checkpoint beside existing outputs, changed inputs,
         and outputs that lack rows or frames before the checkpoint.
@@ -166,12 +190,27 @@ class Run:
         ``timestep_fs`` continues with a shorter time step (after a blow-up, say): the checkpoint's time
         must be a whole number of the new steps, and stage lengths and intervals stay in ps. Steps are
         then counted in the new time step (``state.csv``'s step column jumps there; its time column runs on).
+
+        ``max_uncertainty`` (eV) continues a run that has a threshold with another one (after it stopped
+        above the old one, say); a run started without one cannot gain one on resume (its
+        ``uncertainty.csv`` would lack the rows before), restart it instead.
         """
         run, start = cls._reopen(directory)
         directory = run.directory
+        if max_uncertainty is not None and run.config.max_uncertainty is None:
+            raise ValueError(
+                f"the run in {directory} was started without max_uncertainty, so {UNCERTAINTY} lacks its first "
+                f"rows and --resume cannot add a threshold: run it again from the start with it: mlcalc md "
+                f"--restart {directory} --max-uncertainty {max_uncertainty:g}"
+            )
+        changes = {
+            name: value
+            for name, value in (("timestep_fs", timestep_fs), ("max_uncertainty", max_uncertainty))
+            if value is not None
+        }
         nothing_written = not ((directory / MANIFEST).exists() or run._outputs())
-        if nothing_written and timestep_fs is not None:
-            return cls.restart(directory, timestep_fs=timestep_fs)
+        if nothing_written and changes:
+            return cls.restart(directory, **changes)
         data = b""
         if not nothing_written:
             record, data = read_checkpoint(directory, run.inputs(), run.input_files())
@@ -187,15 +226,38 @@ class Run:
             run.simulation.context.setPositions(start.positions)
         step = run.simulation.currentStep
         truncate_trajectory(run.trajectory_path, run.frames_at(step))
-        rows = truncate_state_data(directory / STATE, step)
-        if rows != step // run.state_steps:
-            raise CheckpointError(
-                f"{directory / STATE} holds {rows} rows up to step {step}, but the run wrote "
-                f"{step // run.state_steps}: rows were lost; start again with mlcalc md --restart {directory}"
-            )
+        tables = [STATE] + ([UNCERTAINTY] if run.config.max_uncertainty is not None else [])
+        for table in tables:
+            rows = truncate_state_data(directory / table, step)
+            if rows != step // run.state_steps:
+                raise CheckpointError(
+                    f"{directory / table} holds {rows} rows up to step {step}, but the run wrote "
+                    f"{step // run.state_steps}: rows were lost; start again with mlcalc md --restart {directory}"
+                )
+        if max_uncertainty is not None and max_uncertainty != run.config.max_uncertainty:
+            run._with_threshold(max_uncertainty)
         if timestep_fs is not None and timestep_fs != run.config.timestep_fs:
             return run._with_shorter_timestep(timestep_fs, start, data)
         return run
+
+    def _with_threshold(self, max_uncertainty: float) -> None:
+        """Continue with ``max_uncertainty`` (eV): saved to ``config.json``, and the checkpoint written again
+        (checked against the new threshold) so that its manifest names the new config."""
+        previous = self.config
+        self.config = dataclasses.replace(previous, max_uncertainty=max_uncertainty)  # checks the number
+        try:
+            # Checked before config.json changes: a refused threshold leaves the run as it was.
+            self._check_spread(self.simulation.context.getState(getPositions=True))
+            self.config.save(self.directory / CONFIG)
+            self._inputs = None
+            self.checkpoint()
+        except BaseException:
+            self.config = previous
+            raise
+        finally:
+            if self._uncertainty is not None:  # opened by the check; run() opens it again
+                self._uncertainty.close()
+                self._uncertainty = None
 
     def _with_shorter_timestep(self, timestep_fs: float, start: app.PDBFile, checkpoint: bytes) -> "Run":
         """This run from its checkpoint, continued with ``timestep_fs`` (see :meth:`resume`)."""
@@ -258,7 +320,7 @@ class Run:
 
     def _outputs(self) -> list[Path]:
         """The files a run writes as it goes (not its config, start structure or manifest)."""
-        found = [self.directory / STATE, self.trajectory_path, self.directory / FINAL]
+        found = [self.directory / STATE, self.directory / UNCERTAINTY, self.trajectory_path, self.directory / FINAL]
         return [path for path in found if path.exists()] + sorted(self.directory.glob("checkpoint-*.chk"))
 
     @property
@@ -271,12 +333,60 @@ class Run:
         return max(0, step // self.trajectory_steps - first // self.trajectory_steps) if step > first else 0
 
     def checkpoint(self) -> None:
-        """Check the current state (:func:`~mlcalc.md.guard.check_state`), then write it as the checkpoint."""
+        """Check the current state (:func:`~mlcalc.md.guard.check_state`, and the committee's spread against
+        ``max_uncertainty``), then write it as the checkpoint."""
         context = self.simulation.context
-        state = context.getState(getEnergy=True)
+        watch = self.config.max_uncertainty is not None
+        state = context.getState(getEnergy=True, getPositions=watch)
         check_state(state, self.dof, self.config.temperature_limit, "before writing a checkpoint")
+        if watch:
+            self._check_spread(state)
         write_checkpoint(self.directory, context.createCheckpoint(), self.simulation.currentStep, self.inputs())
         self.checkpoint_step = self.simulation.currentStep
+
+    def _check_spread(self, state: openmm.State) -> None:
+        """Raise :class:`UncertaintyExceededError` when the committee's energy spread (eV) on ``state``'s
+        positions passes ``max_uncertainty`` (the reporter's check, for a checkpoint between its rows)."""
+        limit = self.config.max_uncertainty
+        reporter = self._uncertainty or self._open_uncertainty()
+        region = reporter.region
+        positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * ANGSTROM_PER_NM
+        if region.indices is not None:
+            positions = positions[region.indices]
+        cell = np.zeros((3, 3))
+        if region.periodic:
+            cell = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * ANGSTROM_PER_NM
+        out = region.potential.evaluate_arrays(
+            np.asarray(region.atomic_numbers), positions, cell, np.full(3, region.periodic), forces=False, stress=False
+        )
+        sigma = float(out["energy_uncertainty"][0])
+        if limit is not None and sigma > limit:
+            step = self.simulation.currentStep
+            raise UncertaintyExceededError(
+                f"the committee's energy spread reached {sigma:.4g} eV at step {step}, above max_uncertainty = "
+                f"{limit:g} eV (checked before writing a checkpoint, which was not written): the simulation left the "
+                "region the potential was trained for"
+            )
+
+    def _open_uncertainty(self) -> UncertaintyReporter:
+        """The reporter of ``uncertainty.csv`` (appending to a file a resumed run kept)."""
+        path = self.directory / UNCERTAINTY
+        atoms = None
+        if self.config.mode == "mlmm":
+            from mlcalc.md.prepare import select_atoms
+
+            atoms = select_atoms(self.topology, self.config.ml_selection)
+        self._uncertainty = UncertaintyReporter(
+            path,
+            self.state_steps,
+            self.potential_path,
+            self.topology,
+            atoms,
+            periodic=self.system.usesPeriodicBoundaryConditions(),
+            max_uncertainty=self.config.max_uncertainty,
+            append=path.exists(),
+        )
+        return self._uncertainty
 
     def run(self, progress: bool = True, stop_requested: Callable[[], bool] = lambda: False) -> None:
         """Run (or continue) every stage to the end, then write ``final.pdb``.
@@ -286,25 +396,47 @@ class Run:
         line's Ctrl-C: a signal that lands inside OpenMM's C++ code, in a PythonForce's call, say, would
         surface as an ``OpenMMException`` instead)."""
         simulation = self.simulation
-        if not self.minimized:
-            if self.config.minimize_iterations >= 0:
-                simulation.minimizeEnergy(maxIterations=self.config.minimize_iterations)
-            simulation.context.setVelocitiesToTemperature(self.config.temperature * unit.kelvin, self.config.seed)
-            self.checkpoint()
-            self.minimized = True
-        bar = _progress_bar(self.total_steps, simulation.currentStep, progress)
+        if self.config.max_uncertainty is not None and self._uncertainty is None:
+            self._open_uncertainty()
+        bar = None
         try:
+            if not self.minimized:
+                if self.config.minimize_iterations >= 0:
+                    simulation.minimizeEnergy(maxIterations=self.config.minimize_iterations)
+                simulation.context.setVelocitiesToTemperature(self.config.temperature * unit.kelvin, self.config.seed)
+                self.checkpoint()
+                self.minimized = True
+            bar = _progress_bar(self.total_steps, simulation.currentStep, progress)
             self._run_stages(bar, stop_requested)
         except SimulationBlewUpError as exc:
-            exc.add_note(
-                f"{self.directory}: the outputs end at the last good state; the last checkpoint (step "
-                f"{self.checkpoint_step}) is good: mlcalc md --resume {self.directory} --timestep-fs "
-                f"{self.config.timestep_fs / 2:g} continues from it with half the time step"
-            )
+            if self.checkpoint_step is not None:
+                exc.add_note(
+                    f"{self.directory}: the outputs end at the last good state; the last checkpoint (step "
+                    f"{self.checkpoint_step}) is good: mlcalc md --resume {self.directory} --timestep-fs "
+                    f"{self.config.timestep_fs / 2:g} continues from it with half the time step"
+                )
+            raise
+        except UncertaintyExceededError as exc:
+            if self.checkpoint_step is None:
+                exc.add_note(
+                    f"{self.directory}: no checkpoint was written: the minimised start structure is already above "
+                    "the threshold. Label structures like it and retrain, or run again with a higher threshold: "
+                    f"mlcalc md --restart {self.directory} --max-uncertainty EV"
+                )
+            else:
+                exc.add_note(
+                    f"{self.directory}: {UNCERTAINTY} records the spread up to there; the last checkpoint (step "
+                    f"{self.checkpoint_step}) is below the threshold. Label the latest frames (mlcalc select) and "
+                    f"retrain, or continue with a higher threshold: mlcalc md --resume {self.directory} "
+                    "--max-uncertainty EV"
+                )
             raise
         finally:
             if bar is not None:
                 bar.close()
+            if self._uncertainty is not None:
+                self._uncertainty.close()
+                self._uncertainty = None
         state = simulation.context.getState(getPositions=True, enforcePeriodicBox=True)
         _write_pdb(self.directory / FINAL, self.topology, state.getPositions(), state.getPeriodicBoxVectors())
 
@@ -339,6 +471,8 @@ class Run:
         simulation.reporters.clear()
         # First, so that it checks a step before any other reporter writes it.
         simulation.reporters.append(StateGuard(self.guard_steps, self.dof, self.config.temperature_limit))
+        if self._uncertainty is not None:  # before state.csv's reporter: a row above the threshold stops the step
+            simulation.reporters.append(self._uncertainty)
         state = self.directory / STATE
         simulation.reporters.append(
             app.StateDataReporter(

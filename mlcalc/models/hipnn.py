@@ -23,7 +23,7 @@ measures how fast the terms decay.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -63,6 +63,21 @@ class InverseGaussianSensitivity(torch.nn.Module):
         return gaussian * cosine_squared_cutoff(r, self.cutoff).unsqueeze(-1)
 
 
+def max_degree(counts: Tensor) -> int:
+    """The width of a padded neighbour layout: the largest entry of ``counts`` [N] (0 for N = 0).
+
+    Outside TorchScript (``torch.export``, ``torch.compile``, eager) at least 2, declared so: a
+    data-dependent size the compilers then need not special-case for 0 or 1 (the extra slots hold zeros,
+    which change no sum)."""
+    if counts.shape[0] == 0:
+        return 0
+    if torch.jit.is_scripting():
+        return int(counts.max())
+    width = torch.clamp(counts.max(), min=2).item()  # no int(): that would specialise the size
+    torch._check(width >= 2)
+    return cast(int, width)  # a SymInt under torch.export
+
+
 class InteractionLayer(torch.nn.Module):
     """Seed 000 eqs. 4–5: f(Σ_ν V_ν · (Σ_j s_ν(r_ij) z_j) + W z_i + B), f = softplus − ``shift``."""
 
@@ -86,7 +101,7 @@ class InteractionLayer(torch.nn.Module):
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.empty_like(order)
         slot[order] = torch.arange(order.shape[0], device=order.device) - starts[centre[order]]
-        width = int(counts.max()) if order.shape[0] > 0 else 0
+        width = max_degree(counts)
         padded_s = torch.zeros((n_atoms, width, sensitivities.shape[1]), dtype=features.dtype, device=features.device)
         padded_z = torch.zeros((n_atoms, width, features.shape[1]), dtype=features.dtype, device=features.device)
         padded_s = padded_s.index_put((centre, slot), sensitivities)

@@ -82,7 +82,8 @@ def create_force(
             box; required with a list of atomic numbers.
         dtype: the model's dtype inside OpenMM (default: the file's).
         implementation: ``"torch"``, ``"python"`` or ``None`` (the TorchForce where openmm-torch can be
-            imported, else the PythonForce); see :mod:`mlcalc.openmm.forces`.
+            imported, else the PythonForce; the PythonForce for a potential loaded with ``compile=True``);
+            see :mod:`mlcalc.openmm.forces`.
         cuda_graphs: the TorchForce's ``useCUDAGraphs`` property (CUDA platform only).
         device: where the PythonForce runs the model (default CUDA where torch has it); a TorchForce
             runs on the device of the OpenMM platform.
@@ -91,8 +92,14 @@ def create_force(
         ImportError: ``implementation="torch"`` without openmm-torch, or the PythonForce with OpenMM < 8.5;
             the message names what to install.
     """
-    implementation = resolve_implementation(implementation)
     region = ml_region(potential, topology_or_atomic_numbers, atoms, periodic, dtype)
+    compiled = region.potential.compiled
+    implementation = "python" if implementation is None and compiled else resolve_implementation(implementation)
+    if implementation == "torch" and compiled:
+        raise ValueError(
+            "the TorchForce runs the file's TorchScript in C++ and cannot use a compiled potential (compile=True): "
+            "use implementation='python' (or None), or load the potential without compile=True"
+        )
     if implementation == "torch":
         if device is not None:
             raise ValueError("device= applies to the PythonForce; a TorchForce runs on the OpenMM platform's device")

@@ -12,6 +12,7 @@ A PythonForce costs a round trip through Python on every evaluation (and a devic
 from __future__ import annotations
 
 import io
+from typing import Optional, Union
 
 import numpy as np
 import openmm
@@ -19,6 +20,8 @@ import torch
 from openmm import unit
 
 from mlcalc import torchscript
+from mlcalc.compiled import CompiledModule, compile_module
+from mlcalc.contract import Metadata
 from mlcalc.module import freeze_parameters
 from mlcalc.openmm.region import DEFAULT_BOX_REFUSAL, OPENMM_DEFAULT_BOX_NM, MLRegion
 from mlcalc.potential import DeviceLike, resolve_device
@@ -28,7 +31,8 @@ class PotentialComputation:
     """``(state) -> (energy kJ/mol, forces [N, 3] kJ/mol/nm)`` for ``openmm.PythonForce``.
 
     Picklable (OpenMM pickles the function to serialise and copy the force): the TorchScript module
-    travels as the bytes of ``torch.jit.save`` and is loaded back onto the same device.
+    travels as the bytes of ``torch.jit.save`` and is loaded back onto the same device; a compiled
+    potential's program travels with it and is compiled again.
 
     Args:
         region: the ML atoms and the potential.
@@ -36,7 +40,15 @@ class PotentialComputation:
     """
 
     def __init__(self, region: MLRegion, device: torch.device):
-        self.module = region.potential.module.to(device)
+        potential = region.potential
+        self.module: Union[torch.jit.ScriptModule, CompiledModule]
+        if potential.compiled:  # the compiled route (mlcalc.compiled), compiled again for another device
+            potential = potential if potential.device == device else potential.to(device=device)
+            self.module = potential.module
+            self.program: Optional[tuple[bytes, Metadata]] = (potential.program or b"", potential.metadata)
+        else:
+            self.module = potential.script_module.to(device)
+            self.program = None
         self.atomic_numbers = torch.tensor(region.atomic_numbers, dtype=torch.long, device=device)
         self.indices = None if region.indices is None else np.asarray(region.indices, dtype=np.int64)
         self.num_particles = region.num_particles
@@ -76,14 +88,20 @@ class PotentialComputation:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         buffer = io.BytesIO()
-        torchscript.save(self.module, buffer)
+        torchscript.save(self.module.script if isinstance(self.module, CompiledModule) else self.module, buffer)
         state["module"] = buffer.getvalue()
         return state
 
     def __setstate__(self, state: dict) -> None:
-        module = torchscript.load(io.BytesIO(state["module"]), map_location=state["length_scale"].device)
+        state.setdefault("program", None)  # pickled by an mlcalc before the compiled route
+        device = state["length_scale"].device
         # The Potential's module was saved frozen; a force pickled by an older mlcalc was not.
-        self.__dict__.update(state, module=freeze_parameters(module))
+        script = freeze_parameters(torchscript.load(io.BytesIO(state["module"]), map_location=device))
+        module: Union[torch.jit.ScriptModule, CompiledModule] = script
+        if state["program"] is not None:
+            program, metadata = state["program"]
+            module = compile_module(script, program, metadata, state["length_scale"].dtype, metadata.name)
+        self.__dict__.update(state, module=module)
 
 
 def create_python_force(region: MLRegion, device: DeviceLike) -> openmm.Force:

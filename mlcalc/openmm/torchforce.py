@@ -161,7 +161,7 @@ def create_torch_force(region: MLRegion, cuda_graphs: bool) -> openmm.Force:
         raise ImportError(f"the TorchForce needs openmm-torch, which cannot be imported here ({error}): {INSTALL_HINT}")
     potential = region.potential
     module = TorchForceModule(
-        potential.module,
+        potential.script_module,
         region.atomic_numbers,
         region.indices,
         length_scale=region.length_scale,

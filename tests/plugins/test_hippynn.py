@@ -176,6 +176,121 @@ def test_experiment_directory_and_command_line(tmp_path, capsys):
     assert_parity(diamond(), mlcalc.MLCalculator(str(out)), reference, FLOAT64)
 
 
+def hippynn_henergy(model, structures: list[Atoms]) -> dict[str, np.ndarray]:
+    """hippynn's own ``HEnergy`` outputs for molecules (open boundaries) in one hippynn batch (padded
+    with species 0), from its GraphModule in float64: the cumulative per-molecule sums ``energy_terms``
+    [B, n_orders], ``hierarchicality`` [B], ``mol_hier`` [B] and ``atom_energies`` [N]."""
+    from hippynn.graphs import GraphModule, find_relatives
+    from hippynn.graphs.nodes.tags import Energies
+
+    (henergy,) = find_relatives(model.nodes_to_compute, Energies)
+    names = ("energy_terms", "hierarchicality", "mol_hier", "atom_energies")
+    graph = GraphModule(model.input_nodes, [getattr(henergy, name) for name in names])
+    width = max(len(atoms) for atoms in structures)
+    inputs = {"Z": torch.zeros((len(structures), width), dtype=torch.long)}
+    inputs["R"] = torch.zeros((len(structures), width, 3), dtype=torch.float64)
+    for b, atoms in enumerate(structures):
+        inputs["Z"][b, : len(atoms)] = torch.as_tensor(atoms.numbers)
+        inputs["R"][b, : len(atoms)] = torch.as_tensor(atoms.positions)
+    with torch.no_grad():
+        terms, hier, mol_hier, atom_energies = graph(*(inputs[node.db_name] for node in graph.input_nodes))
+    return {
+        "energy_terms": torch.cat(terms, dim=1).numpy(),
+        "hierarchicality": hier.reshape(-1).numpy(),
+        "mol_hier": mol_hier.reshape(-1).numpy(),
+        "atom_energies": atom_energies.reshape(-1).numpy(),
+    }
+
+
+def mlcalc_hierarchy(potential, structures: list[Atoms]) -> dict[str, torch.Tensor]:
+    """The file's outputs for the structures in one batch (the file's energy unit)."""
+    batch = np.repeat(np.arange(len(structures)), [len(atoms) for atoms in structures])
+    with torch.no_grad():
+        return potential.module.forward(
+            torch.as_tensor(np.concatenate([atoms.numbers for atoms in structures])),
+            torch.as_tensor(np.concatenate([atoms.positions for atoms in structures])),
+            torch.zeros((len(structures), 3, 3), dtype=torch.float64),
+            torch.zeros((len(structures), 3), dtype=torch.bool),
+            torch.as_tensor(batch),
+        )
+
+
+def test_hierarchical_energies_are_hippynn_henergy_terms(hip):
+    """Per-order energies equal hippynn's HEnergy terms; mlcalc's non-hierarchicality R from them."""
+    from hippynn.graphs import find_relatives
+    from hippynn.graphs.nodes.tags import Energies
+
+    from mlcalc.models.hipnn import non_hierarchicality, structure_non_hierarchicality
+
+    model, _, path, _ = hip
+    structures = [STRUCTURES["organic cluster"](), molecule("CH3CONH2")]
+    potential = mlcalc.load(path, device="cpu")
+    out = mlcalc_hierarchy(potential, structures)
+    terms = out["hierarchical_energies"]
+    (henergy,) = find_relatives(model.nodes_to_compute, Energies)
+    n_orders = henergy.torch_module.n_terms  # one-hot read-out + interaction blocks, or blocks only
+    assert terms.shape == (sum(map(len, structures)), n_orders)
+    assert torch.equal(terms.sum(dim=1), out["energies"])  # energies are this sum, bit for bit
+    batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor([len(a) for a in structures]))
+    per_order = torch.zeros((len(structures), n_orders), dtype=terms.dtype).index_add(0, batch, terms).numpy()
+
+    reference = hippynn_henergy(model, structures)
+    cumulative = reference["energy_terms"]  # hippynn's partial sums E^0, E^0 + E^1, ...
+    hippynn_per_order = np.diff(cumulative, axis=1, prepend=0.0)
+    scale = np.abs(hippynn_per_order).max(axis=1, keepdims=True)
+    # Measured: <= 5e-16 (cumulative and per order, of the molecule's largest term), atom energies <= 3e-16.
+    assert np.abs(np.cumsum(per_order, axis=1) - cumulative).max() <= 1e-12 * scale.min()
+    assert (np.abs(per_order - hippynn_per_order) <= 1e-12 * scale).all()
+    atom_energies = out["energies"].numpy()
+    assert np.abs(atom_energies - reference["atom_energies"]).max() <= 1e-12 * np.abs(atom_energies).max()
+
+    # hippynn's own hierarchicality measures, recomputed in NumPy from mlcalc's per-atom terms: squares of
+    # per-atom terms, ratios of consecutive orders summed over orders (mlcalc_hippynn.model's docstring).
+    squares = terms.numpy() ** 2
+    ratios = squares[:, 1:] / (squares[:, 1:] + squares[:, :-1])
+    starts = np.cumsum([0] + [len(a) for a in structures])
+    molecules = [slice(a, b) for a, b in zip(starts[:-1], starts[1:])]
+    atom_hier = np.array([ratios[m].sum() for m in molecules])
+    mol_hier = np.array([(squares[m, 1:].sum(0) / (squares[m, 1:] + squares[m, :-1]).sum(0)).sum() for m in molecules])
+    # Measured: <= 4e-16 relative (R below too).
+    np.testing.assert_allclose(atom_hier, reference["hierarchicality"], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(mol_hier, reference["mol_hier"], rtol=1e-12, atol=0)
+
+    # mlcalc's R = sum_{n>=1} (E^n)^2 / sum_n (E^n)^2 against NumPy from hippynn's per-order energies.
+    expected = (hippynn_per_order[:, 1:] ** 2).sum(axis=1) / (hippynn_per_order**2).sum(axis=1)
+    found = non_hierarchicality(terms, batch, len(structures)).numpy()
+    np.testing.assert_allclose(found, expected, rtol=1e-12, atol=0)
+    single = [structure_non_hierarchicality(potential, atoms) for atoms in structures]
+    np.testing.assert_allclose(single, expected, rtol=1e-12, atol=0)
+
+
+def test_compilable_export_returns_the_hierarchy(default_hip, tmp_path):
+    """torch.export traces the per-order terms too (mlcalc.export(..., compilable=True))."""
+    import io
+    import zipfile
+
+    from mlcalc.compiled import CHECK_SIZES, _model_inputs, example_inputs
+    from mlcalc.contract import PROGRAM_FILE
+    from mlcalc.module import PotentialModule
+
+    model, _, _, metadata = default_hip
+    path = tmp_path / "compilable.pt"
+    recorded = mlcalc.plugins.export("hippynn", model, path, energy_unit=metadata.energy_unit, compilable=True)
+    assert recorded.program
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith(PROGRAM_FILE)))
+    program = torch.export.load(io.BytesIO(data)).module()
+    contract_model = mlcalc.plugins.get("hippynn").convert(model).model
+    wrapper = PotentialModule(contract_model, recorded.cutoff, recorded.species).double()
+    inputs = _model_inputs(wrapper, example_inputs(recorded, CHECK_SIZES, torch.float64))
+    expected, found = contract_model(inputs), program(inputs)
+    terms = found["hierarchical_energies"]
+    assert terms.shape == expected["hierarchical_energies"].shape == (sum(CHECK_SIZES), 3)
+    scale = expected["hierarchical_energies"].abs().max()  # measured: both differences 0
+    assert (terms - expected["hierarchical_energies"]).abs().max() <= 1e-12 * scale
+    assert (terms.sum(dim=1) - found["energies"]).abs().max() <= 1e-14 * scale
+
+
 def test_unsupported_element_is_refused(default_hip):
     _, _, path, _ = default_hip
     atoms = molecule("CH3CH2OH") + Atoms("S", positions=[[4.0, 0, 0]])

@@ -5,6 +5,11 @@ that energy node itself), a file written by ``torch.save(model, path)``, or an e
 holding ``experiment_structure.pt`` and ``best_model.pt`` (what ``hippynn.experiment`` writes; the
 model ``load_model_from_cwd()`` returns). hippynn does not record units: give the ones the model was
 trained in (default, as hippynn's ASE calculator: kcal/mol and Å).
+
+Besides the per-atom ``energies`` the file returns ``HEnergy``'s per-order terms as
+``hierarchical_energies`` [N, n_orders], in the same units, for
+``mlcalc.models.hipnn.structure_non_hierarchicality`` (:mod:`mlcalc_hippynn.model` compares it with
+hippynn's own hierarchicality outputs).
 """
 
 from __future__ import annotations

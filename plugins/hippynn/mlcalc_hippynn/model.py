@@ -12,6 +12,29 @@ sums are ordered differently and sensitivities below 1.8e-35 are 0, see :data:`E
   ``InverseSensitivityModule``/``GaussianSensitivityModule``, ``CosCutoff``, ``envsum``);
 * atom layers, each optionally a residual block ``r(act(L x)) + A x`` (``ResNetWrapper``);
 * hierarchical energy: one linear read-out per feature level, summed (``HEnergy``).
+
+The read-outs' per-atom terms are returned as ``hierarchical_energies`` [N, n_orders], like the bundled
+demo's (:mod:`mlcalc.models.hipnn`), so that :func:`mlcalc.models.hipnn.non_hierarchicality` and
+``structure_non_hierarchicality`` work on an adapter's file. The orders are ``HEnergy``'s own terms: order
+0 is the read-out of the one-hot features (a per-element energy; hippynn's ``partial_energies[0]``) and
+order n the read-out after interaction block n, n_orders = n_interactions + 1; when ``HEnergy`` has
+``first_is_interacting=True`` it drops the one-hot features, and so do these, n_orders = n_interactions
+(order 0 is then the first interaction block). The per-structure sums E^n = Σ_i e_i^n are the
+differences of consecutive entries of hippynn's ``energy_terms`` output (its cumulative sums
+Σ_{m≤n} E^m).
+
+hippynn's own hierarchicality outputs (hippynn 0.1.3, ``hippynn.layers.targets.HEnergy``) are not
+mlcalc's R = Σ_{n≥1} (E^n)² / Σ_{n≥0} (E^n)². hippynn compares consecutive orders, with the squares of
+per-atom terms, and sums the ratios over orders, so a value lies in [0, n_orders - 1], not [0, 1]:
+
+* ``atom_hier``, per atom: h_i = Σ_{n≥1} (e_i^n)² / ((e_i^n)² + (e_i^{n-1})²);
+* ``hierarchicality``, per molecule: Σ_i h_i (grows with the number of atoms);
+* ``mol_hier``, per molecule: Σ_{n≥1} Σ_i (e_i^n)² / Σ_i ((e_i^n)² + (e_i^{n-1})²);
+* ``batch_hier``: ``mol_hier`` with the sums over all atoms of a batch.
+
+R squares the per-structure energies E^n instead, in which terms of opposite sign on different atoms
+cancel, and weighs all orders n ≥ 1 against the total. Both are 0 for a perfectly hierarchical
+prediction; for two orders (one interaction block) ``mol_hier`` equals R only for one atom.
 """
 
 from __future__ import annotations
@@ -21,6 +44,8 @@ from typing import Dict, List, NamedTuple, Tuple
 
 import torch
 from torch import Tensor
+
+from mlcalc.models.hipnn import max_degree
 
 #: Exponents below which a sensitivity is 0. x86 CPUs compute exp 10-40x slower where its result is below
 #: float32's smallest normal number (1.2e-38, at -87.3: subnormal or 0), and HIP-NN's sensitivities are
@@ -43,7 +68,7 @@ def pair_slots(first: Tensor, second: Tensor, n_atoms: int) -> Pairs:
     order = torch.argsort(first, stable=True)
     starts = torch.cumsum(counts, 0) - counts
     slot = torch.arange(n_pairs, device=first.device) - starts[first[order]]
-    width = int(counts.max()) if n_pairs > 0 else 0
+    width = max_degree(counts)
     pair = torch.full((n_atoms, width), n_pairs, dtype=torch.long, device=first.device)
     pair[first[order], slot] = order
     padded_second = torch.cat([second, torch.full((1,), n_atoms, dtype=torch.long, device=second.device)])
@@ -158,6 +183,11 @@ class Block(torch.nn.Module):
 class HIPNNPotential(torch.nn.Module):
     """Per-atom HIP-NN energies from mlcalc's graph, in the model's own units.
 
+    Returns ``energies`` [N] and ``hierarchical_energies`` [N, n_orders], the per-atom energy terms
+    e_i^n of hippynn's ``HEnergy`` (its ``partial_energies``, one read-out per feature level, see the
+    module docstring), in the same units; ``energies`` is their sum over orders, computed as exactly
+    that sum (``hierarchical_energies.sum(dim=1)``: equal bit for bit).
+
     Args:
         feature_index: for each entry of mlcalc's sorted species list, its one-hot column in hippynn.
         n_input_features: number of one-hot columns (elements of the model).
@@ -186,10 +216,11 @@ class HIPNNPotential(torch.nn.Module):
         features = self.onehot[inputs["species"]].to(distances.dtype)
         n = features.shape[0]
         pairs = pair_slots(inputs["edge_index"][0], inputs["edge_index"][1], n)
-        energies = torch.zeros((n, 1), dtype=features.dtype, device=features.device)
+        terms: List[Tensor] = []  # each [N, 1]: HEnergy's per-atom energy of one feature level
         if self.use_onehot_readout:
-            energies = self.onehot_readout(features)
+            terms.append(self.onehot_readout(features))
         for block in self.blocks:
             features, part = block(features, pairs, distances)
-            energies = energies + part
-        return {"energies": energies.view(n)}
+            terms.append(part)
+        hierarchical = torch.cat(terms, dim=1)
+        return {"energies": hierarchical.sum(dim=1), "hierarchical_energies": hierarchical}
