@@ -62,12 +62,14 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         installed = mlcalc.plugins.available()
+        width = max(len(name) for name in [*installed, *mlcalc.foreign.FORMATS]) + 1
         for family, distribution in installed.items():
-            print(f"{family:<16} {distribution}")
+            print(f"{family:<{width}} {distribution}")
         if not installed:
             print("no adapters installed; e.g. `pip install ./plugins/torchani` from the mlcalc repository")
         for kind in mlcalc.foreign.FORMATS.values():
-            print(f"{kind.name:<16} TorchScript from {kind.family} {kind.checked_versions}, {kind.exporter} (built in)")
+            source = f"TorchScript from {kind.family} {kind.checked_versions}, {kind.exporter}"
+            print(f"{kind.name:<{width}} {source} (built in)")
         return 0
     if args.family is None:
         raise PluginError("name the model's family with --from FAMILY (installed: see `mlcalc export --list`)")
@@ -82,12 +84,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.source is None or args.output is None:
         raise PluginError("give the model file to convert and the mlcalc file to write: SOURCE OUTPUT")
-    options = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise PluginError(f"--option takes KEY=VALUE, got {item!r}")
-        options[key.replace("-", "_")] = value
     metadata = adapter.export(
         args.source,
         args.output,
@@ -98,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         energy_unit=args.energy_unit,
         allow_untested_version=args.allow_untested_version,
         compilable=args.compilable,
-        **options,
+        **_options(args.option),
     )
     print(
         f"wrote {args.output}: {metadata.name}, cutoff {metadata.cutoff:g} {metadata.length_unit}, "
@@ -115,11 +111,18 @@ def _import_foreign(args: argparse.Namespace) -> int:
     ignored = [
         flag for flag, value in (("--length-unit", args.length_unit), ("--energy-unit", args.energy_unit)) if value
     ]
-    if ignored or args.option:
-        raise PluginError(
-            f"{', '.join(ignored + ['--option'] * bool(args.option))}: a foreign TorchScript file records its own "
-            "units and takes no options; leave them out"
+    if ignored:
+        raise PluginError(f"{', '.join(ignored)}: a foreign TorchScript file records its own units; leave them out")
+    if args.option == ["help"]:
+        kinds = (
+            mlcalc.foreign.FORMATS.values() if args.family == "torchscript" else [mlcalc.foreign.FORMATS[args.family]]
         )
+        for kind in kinds:
+            for key, text in kind.options.items():
+                print(f"{kind.name}: {key:<12} {text}")
+            if not kind.options:
+                print(f"{kind.name}: no options")
+        return 0
     if args.compilable:
         raise PluginError(
             "--compilable: a foreign TorchScript file has no Python model for torch.export to trace, so its import "
@@ -135,6 +138,7 @@ def _import_foreign(args: argparse.Namespace) -> int:
         description=args.description,
         dtype=args.dtype,
         allow_untested_version=args.allow_untested_version,
+        options=_options(args.option),
     )
     print(
         f"wrote {args.output}: {metadata.name} ({metadata.extra['family']} {metadata.extra['family_version']}), "
@@ -142,3 +146,16 @@ def _import_foreign(args: argparse.Namespace) -> int:
         f"{metadata.energy_unit}, {metadata.dtype}"
     )
     return 0
+
+
+def _options(items: list[str]) -> dict[str, str]:
+    """``--option KEY=VALUE`` (repeatable) as keyword options (dashes in keys as underscores)."""
+    from mlcalc.errors import PluginError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PluginError(f"--option takes KEY=VALUE, got {item!r}")
+        options[key.replace("-", "_")] = value
+    return options

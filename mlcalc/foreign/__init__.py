@@ -16,8 +16,8 @@ Supported formats are in :data:`FORMATS`; anything else is refused with what was
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional
 
 from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
@@ -32,9 +32,10 @@ class ForeignFormat:
     """A kind of foreign TorchScript file: how to recognise it and make a contract model of it.
 
     ``recognises(extra, modules)`` reads the archive's extra files and the Python modules of its code.
-    ``convert(path, extra)`` returns the model, the metadata fields (``cutoff``, ``species``, units,
-    ``dtype``, ``extra``) and ``family_version``, the version of the tool that wrote the file (``None``
-    where the format does not record it: then it cannot be checked, and the metadata says so).
+    ``convert(path, extra, **options)`` returns the model, the metadata fields (``cutoff``, ``species``,
+    units, ``dtype``, ``extra``) and ``family_version``, the version of the tool that wrote the file
+    (``None`` where the format does not record it: then it cannot be checked, and the metadata says so).
+    ``options``: the keyword options ``convert`` takes, with what each means (``--option KEY=VALUE``).
     """
 
     name: str
@@ -42,7 +43,8 @@ class ForeignFormat:
     checked_versions: str
     exporter: str
     recognises: Callable[[dict[str, bytes], set[str]], bool]
-    convert: Callable[[PathLike, dict[str, bytes]], dict]
+    convert: Callable[..., dict]
+    options: dict[str, str] = field(default_factory=dict)
 
 
 FORMATS: dict[str, ForeignFormat] = {
@@ -69,6 +71,7 @@ FORMATS: dict[str, ForeignFormat] = {
         "`nequip-compile --mode torchscript` (NequIP and Allegro, `pair_style nequip`/`allegro`)",
         nequip.recognises,
         nequip.convert,
+        {"type_map": "the element of each type name that is not an element symbol: TYPE:SYMBOL,... (e.g. Cs:C)"},
     ),
 }
 
@@ -99,6 +102,7 @@ def import_torchscript(
     description: Optional[str] = None,
     dtype: Optional[str] = None,
     allow_untested_version: bool = False,
+    options: Optional[Mapping[str, Any]] = None,
 ) -> Metadata:
     """Write the foreign TorchScript file ``path`` as the mlcalc file ``output``; return its metadata.
 
@@ -108,6 +112,8 @@ def import_torchscript(
         dtype: must be the file's own precision when given (a SevenNet file's weights are frozen constants).
         allow_untested_version: import a file written by a version of the tool outside
             ``checked_versions`` (with a warning) instead of refusing it.
+        options: the format's options (:attr:`ForeignFormat.options`), e.g. ``{"type_map": {"Cs": "C"}}``
+            for a NequIP model whose type names are not elements.
     """
     from mlcalc.export import export
 
@@ -123,7 +129,12 @@ def import_torchscript(
             )
     else:
         raise PluginError(f"unknown foreign TorchScript kind {kind!r}; supported: {sorted(FORMATS)}")
-    fields = chosen.convert(path, extra)
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(chosen.options))
+    if unknown:
+        known = ", ".join(f"{k} ({v})" for k, v in chosen.options.items()) or "none"
+        raise PluginError(f"the {chosen.name} import has no option(s) {unknown}; its options: {known}")
+    fields = chosen.convert(path, extra, **options)
     version = fields.pop("family_version")
     checked = version is None or version_in(version, chosen.checked_versions)
     if version is None:

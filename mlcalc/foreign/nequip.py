@@ -19,7 +19,7 @@ is recognised by its metadata and by the layout of its modules, and a legacy ``n
 neighborlist.py`` and ``nequip/model/inference_models/torchscript.py`` of nequip 0.19.1.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import torch
 from ase.data import atomic_numbers as ATOMIC_NUMBERS
@@ -89,6 +89,16 @@ class NequIPModel(torch.nn.Module):
         return {"energies": energies.reshape(-1).to(positions.dtype)}
 
 
+def parse_type_map(type_map: Union[Dict[str, str], str, None]) -> Optional[Dict[str, str]]:
+    """``type_map`` as a dict; a string ``"TYPE:SYMBOL,..."`` (``--option type_map=...``) is parsed."""
+    if type_map is None or isinstance(type_map, dict):
+        return type_map
+    pairs = [item.split(":") for item in str(type_map).split(",") if item.strip()]
+    if not pairs or any(len(pair) != 2 or not pair[0].strip() or not pair[1].strip() for pair in pairs):
+        raise PluginError(f"type_map takes TYPE:SYMBOL pairs separated by commas (e.g. Cs:C,Xx:O), got {type_map!r}")
+    return {name.strip(): symbol.strip() for name, symbol in pairs}
+
+
 def type_elements(path: PathLike, names: list[str], type_map: Optional[Dict[str, str]]) -> list[int]:
     """The atomic number of each type name: the name itself as an element symbol, or ``type_map``'s."""
     if type_map is not None:
@@ -121,11 +131,12 @@ def _float(extra: dict[str, bytes], name: str) -> float:
         return float("nan")
 
 
-def convert(path: PathLike, extra: dict[str, bytes], type_map: Optional[Dict[str, str]] = None) -> dict:
+def convert(path: PathLike, extra: dict[str, bytes], type_map: Union[Dict[str, str], str, None] = None) -> dict:
     """The contract model and metadata fields of a ``nequip-compile --mode torchscript`` file.
 
     Args:
-        type_map: the element symbol of each type name that is not one (e.g. ``{"Cs": "C"}``).
+        type_map: the element symbol of each type name that is not one (e.g. ``{"Cs": "C"}``, or from the
+            command line ``"Cs:C,Xx:O"``).
 
     Raises:
         PluginError: a legacy ``nequip-deploy`` file, metadata that is missing, unknown or contradicts
@@ -162,7 +173,7 @@ def convert(path: PathLike, extra: dict[str, bytes], type_map: Optional[Dict[str
             f"{path} contradicts itself: num_types is {count!r} but type_names lists {len(names)} types ({names}); "
             "the file is damaged or was edited: compile it again"
         )
-    numbers = type_elements(path, names, type_map)
+    numbers = type_elements(path, names, parse_type_map(type_map))
     precision = text(extra, "model_dtype")
     if precision not in DTYPES:
         raise PluginError(f"{path} has model_dtype {precision!r}; supported: {list(DTYPES)}")

@@ -22,8 +22,9 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from family_checks import run_without
 from make_nequip import compiled
-from openmm import app, unit
+from openmm import unit
 from openmm_implementations import IMPLEMENTATIONS
+from test_openmm import topology_of
 
 import mlcalc
 import mlcalc.foreign
@@ -150,15 +151,6 @@ def test_imported_file_runs_where_nequip_allegro_and_e3nn_cannot_be_imported(mod
     assert np.abs(found["forces"] - expected["forces"]).max() <= 1e-12 * np.abs(expected["forces"]).max()
 
 
-def topology_of(atoms: Atoms) -> app.Topology:
-    topology = app.Topology()
-    chain = topology.addChain()
-    for z in atoms.numbers:
-        topology.addAtom("X", app.element.Element.getByAtomicNumber(int(z)), topology.addResidue("X", chain))
-    topology.setPeriodicBoxVectors(atoms.cell.array / 10 * unit.nanometer)
-    return topology
-
-
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_openmm_forces_equal_nequips_calculator(models, implementation):
     """Energy (kJ/mol) and forces (kJ/mol/nm) in OpenMM are nequip's own, converted."""
@@ -225,14 +217,27 @@ def test_type_names_that_are_not_elements(models, tmp_path):
     with pytest.raises(PluginError, match=r"include \['Cu_fcc'\], which are not element symbols.*type_map="):
         mlcalc.foreign.import_torchscript(renamed, tmp_path / "out.pt")
     extra = extra_files(renamed)
-    fields = nequip_format.convert(renamed, extra, type_map={"Cu_fcc": "Cu"})
-    assert fields["species"] == [1, 6, 8, 13, 29]
-    keys = ("cutoff", "species", "length_unit", "energy_unit", "dtype")
-    mlcalc.export(fields["model"], tmp_path / "mapped.pt", **{key: fields[key] for key in keys})
+    metadata = mlcalc.foreign.import_torchscript(
+        renamed, tmp_path / "mapped.pt", options={"type_map": {"Cu_fcc": "Cu"}}
+    )
+    assert list(metadata.species) == [1, 6, 8, 13, 29]
     atoms = structures()["bulk alloy"]
     mapped = evaluate(atoms, mlcalc.MLCalculator(str(tmp_path / "mapped.pt"), device="cpu"))
     unchanged = evaluate(atoms, mlcalc.MLCalculator(str(imported), device="cpu"))  # Cu_fcc is the model's Cu
     assert max(differences(mapped, unchanged).values()) <= 1e-15
+    from mlcalc.cli import main  # the same through the command line: --option type_map=TYPE:SYMBOL
+
+    assert (
+        main(
+            ["export", "--from", "torchscript", "--option", "type_map=Cu_fcc:Cu", str(renamed), str(tmp_path / "c.pt")]
+        )
+        == 0
+    )
+    assert mlcalc.read_metadata(tmp_path / "c.pt").species == metadata.species
+    with pytest.raises(PluginError, match=r"has no option\(s\) \['typemap'\]; its options: type_map"):
+        mlcalc.foreign.import_torchscript(renamed, tmp_path / "x.pt", options={"typemap": "Cu_fcc:Cu"})
+    with pytest.raises(PluginError, match="type_map takes TYPE:SYMBOL pairs"):
+        mlcalc.foreign.import_torchscript(renamed, tmp_path / "x.pt", options={"type_map": "Cu_fcc=Cu"})
     with pytest.raises(PluginError, match=r"several of the model's types .* are the element\(s\) \['Al'\]"):
         nequip_format.convert(renamed, extra, type_map={"Cu_fcc": "Al"})
     with pytest.raises(PluginError, match=r"type_map names \['Zz'\], which are not among the model's types"):

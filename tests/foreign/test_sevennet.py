@@ -19,8 +19,9 @@ from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 from ase.filters import FrechetCellFilter
 from ase.optimize import BFGS
-from openmm import app, unit
+from openmm import unit
 from openmm_implementations import IMPLEMENTATIONS
+from test_openmm import topology_of
 
 import mlcalc
 import mlcalc.foreign
@@ -98,15 +99,6 @@ def test_imported_file_runs_where_sevenn_and_e3nn_cannot_be_imported(imported, r
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(expected, rel=ENERGY_RTOL)
-
-
-def topology_of(atoms: Atoms) -> app.Topology:
-    topology = app.Topology()
-    chain = topology.addChain()
-    for z in atoms.numbers:
-        topology.addAtom("X", app.element.Element.getByAtomicNumber(int(z)), topology.addResidue("X", chain))
-    topology.setPeriodicBoxVectors(atoms.cell.array / 10 * unit.nanometer)
-    return topology
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
