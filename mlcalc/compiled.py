@@ -21,6 +21,7 @@ import hashlib
 import io
 import math
 import time
+import weakref
 from typing import Dict, Iterator, List, Optional, Tuple, cast
 
 import numpy as np
@@ -198,6 +199,26 @@ def compile_module(
             "or export a compilable file in the dtype you want"
         )
     device = script.species_lookup.device
+    key = (record["sha256"], str(device), dtype)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _compile(data, record, device, source)
+    _check_weights(cast(torch.nn.Module, compiled._orig_mod), script.model, source)  # what torch.compile wraps
+    _COMPILED[key] = compiled
+    module = CompiledModule(script, _CompiledModel(compiled, script.model))
+    start = time.perf_counter()
+    _check_against_script(module, script, metadata, dtype, device, source)
+    module.compile_seconds = time.perf_counter() - start
+    return module
+
+
+#: Compiled programs by (SHA-256, device, dtype), while a potential uses them: loading the same file again
+#: (``Potential.to``, a pickled PythonForce, another calculator) reuses the compilation.
+_COMPILED: "weakref.WeakValueDictionary[Tuple[str, str, torch.dtype], torch.nn.Module]" = weakref.WeakValueDictionary()
+
+
+def _compile(data: bytes, record: Dict, device: torch.device, source: str) -> torch.nn.Module:
+    """``torch.compile`` of the program ``data`` on ``device``, its parameters frozen."""
     try:
         program = torch.export.load(io.BytesIO(data))
         if device.type != "cpu":
@@ -211,13 +232,7 @@ def compile_module(
             f"{record['torch_version']} ({type(exc).__name__}: {exc}); load it without compile=True (TorchScript), "
             "or export it again with this torch"
         ) from exc
-    _check_weights(graph_module, script.model, source)
-    compiled = cast(torch.nn.Module, torch.compile(graph_module, dynamic=True))  # an OptimizedModule
-    module = CompiledModule(script, _CompiledModel(compiled, script.model))
-    start = time.perf_counter()
-    _check_against_script(module, script, metadata, dtype, device, source)
-    module.compile_seconds = time.perf_counter() - start
-    return module
+    return cast(torch.nn.Module, torch.compile(graph_module, dynamic=True))  # an OptimizedModule
 
 
 @contextlib.contextmanager

@@ -56,13 +56,17 @@ def _structures() -> dict[str, Atoms]:
     }
 
 
+def _small_hipnn(seed: int) -> HIPNN:
+    torch.manual_seed(seed)
+    return HIPNN(n_features=8, n_interactions=2, n_onsite=1, n_sensitivities=6, cutoff=4.0)
+
+
 @pytest.fixture(scope="module")
 def hipnn_file(tmp_path_factory):
-    """A small HIP-NN (random weights) exported with its program, and its potentials both ways."""
-    torch.manual_seed(0)
-    model = HIPNN(n_features=8, n_interactions=2, n_onsite=1, n_sensitivities=6, cutoff=4.0)
+    """A committee of two small HIP-NNs (random weights) exported with its program, and its potentials both
+    ways (one compilation serves every test: a committee runs the single-model path and adds its spreads)."""
     path = tmp_path_factory.mktemp("compiled") / "hipnn.pt"
-    metadata = mlcalc.export(model, path, compilable=True)
+    metadata = mlcalc.export([_small_hipnn(0), _small_hipnn(1)], path, compilable=True)
     return path, metadata, mlcalc.load(path, device="cpu"), mlcalc.load(path, device="cpu", compile=True)
 
 
@@ -124,12 +128,10 @@ def test_calculator_takes_compile(hipnn_file):
         mlcalc.MLCalculator(scripted, compile=True)
 
 
-def test_committee_spreads_compiled(tmp_path):
-    members = [Morse(epsilon=e, rho0=r, r0=1.1, species=[29]) for e, r in ((0.2, 6.0), (0.22, 5.5), (0.18, 6.5))]
-    path = tmp_path / "committee.pt"
-    mlcalc.export(members, path, compilable=True)
-    scripted, compiled = mlcalc.load(path, device="cpu"), mlcalc.load(path, device="cpu", compile=True)
-    crystal = bulk("Cu", "fcc", a=2.0, cubic=True).repeat(2)
+def test_committee_spreads_compiled(hipnn_file):
+    _, metadata, scripted, compiled = hipnn_file
+    assert metadata.committee == 2
+    crystal = bulk("C", "diamond", a=3.57, cubic=True)
     crystal.rattle(0.04, seed=1)
     found = compiled.evaluate(crystal, force_uncertainty=True)[0]
     expected = scripted.evaluate(crystal, force_uncertainty=True)[0]
@@ -234,11 +236,8 @@ def test_a_tampered_program_is_refused(hipnn_file, tmp_path):
 
 def test_a_program_of_other_weights_is_refused(hipnn_file, tmp_path):
     path = hipnn_file[0]
-    torch.manual_seed(1)
     other = tmp_path / "other.pt"
-    mlcalc.export(
-        HIPNN(n_features=8, n_interactions=2, n_onsite=1, n_sensitivities=6, cutoff=4.0), other, compilable=True
-    )
+    mlcalc.export([_small_hipnn(2), _small_hipnn(3)], other, compilable=True)
     with zipfile.ZipFile(other) as archive:
         program = archive.read(next(n for n in archive.namelist() if n.endswith(PROGRAM_FILE)))
     mixed = tmp_path / "mixed.pt"
