@@ -8,7 +8,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -62,6 +62,16 @@ def read_metadata(path: PathLike) -> Metadata:
     return Metadata.from_json(text, source=str(path))
 
 
+def load_foreign_runtime(extra: Mapping[str, Any], source: str) -> None:
+    """Register the TorchScript classes a file imported from another format needs before it loads (a
+    metatomic model's come from shared libraries: :mod:`mlcalc.foreign.metatomic`); nothing for others."""
+    if extra.get("foreign_format"):
+        from mlcalc.foreign.metatomic import needs_runtime, runtime_for
+
+        if needs_runtime(extra):
+            runtime_for(extra, source)
+
+
 def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None, compile: bool = False) -> "Potential":
     """Load and validate a potential file.
 
@@ -81,6 +91,7 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None, com
     given = os.fspath(path)
     path = _existing(path)
     metadata = read_metadata(path)
+    load_foreign_runtime(metadata.extra, str(path))
     data = path.read_bytes()  # read once: the SHA-256 is of the very bytes loaded
     target = resolve_device(device)
     try:

@@ -75,6 +75,12 @@ def scan_task(path: Path, **settings) -> Task:
     return Task("scan", path, {"dihedral": "0,1,2,3", "grid": GRID, **settings}, device="cpu")
 
 
+def committee_energies(atoms) -> np.ndarray:
+    """The demo committee's member energies for ``atoms``, eV, through the ASE calculator."""
+    calc = mlcalc.MLCalculator("demo", device="cpu")
+    return np.asarray(calc.get_property("energy_committee", atoms.copy()))
+
+
 def serial_scan(path: Path, grid=GRID, **options):
     """The same scan in this process, one torch thread as on the workers."""
     from ase.io import read
@@ -142,7 +148,7 @@ def test_screening_file_reads(tmp_path):
         "azobenzene.xyz",
     ]
     assert all(t.settings["fmax"] == 0.01 for t in tasks)
-    assert tasks[3].settings["dihedral"] == [[3, 6, 7, 8]] and tasks[3].settings["step"] == -15.0
+    assert tasks[3].settings["dihedral"] == [[3, 6, 7, 8]] and tasks[3].settings["step"] == -30.0
     assert options["output"] == "screening"
 
 
@@ -166,7 +172,11 @@ def test_batch_equals_serial_and_isolates_failures(tmp_path, client, inputs):
         top = float(serial.relative_energies.max())
         assert row["barrier_eV"] == top and row["converged"] is True
         assert row["non_hierarchicality_max"] > 0  # the demo is a HIP-NN
-        assert row["barrier_uncertainty_eV"] is None  # it gives no uncertainty
+        # the demo is a committee: the spread of its members' own barriers, lowest point to highest
+        members = [committee_energies(p.atoms) for p in serial.points]
+        lowest, highest = int(np.argmin(serial.energies)), int(np.argmax(serial.energies))
+        spread = float(np.std(members[highest] - members[lowest]))
+        assert spread > 0 and row["barrier_uncertainty_eV"] == pytest.approx(spread, rel=1e-9, abs=1e-12)
     with open(tmp_path / "summary.csv", newline="") as stream:
         table = list(csv.DictReader(stream))
     assert [row["task"] for row in table] == [row["task"] for row in result]

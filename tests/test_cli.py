@@ -12,8 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.io import read
 
+import mlcalc
 from mlcalc.cli import main
+from mlcalc.units import EV_TO_KCAL_MOL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,9 +48,28 @@ def test_demo_runs_both_engines_and_they_agree(tmp_path, capsys):
     assert xtb.argmax() == 2 and 3.0 < xtb[2] < 8.0  # eclipsed 0° highest (GFN2-xTB: 5.0 kcal/mol)
     assert all(row["demo_converged"] == row["gfn2_xtb_converged"] == "true" for row in scan)
 
+    # the demo is a committee: each relative energy carries the spread of the members' relative energies,
+    # recomputed here from the scan's structures through the ASE calculator (scan.extxyz keeps positions to
+    # 1e-8 Å: ≤ 1e-8 eV per member energy, ≤ 1e-7 relative in spreads of ≥ 0.01 kcal/mol)
+    calc = mlcalc.MLCalculator("demo")
+    members = np.array(
+        [calc.get_property("energy_committee", a) for a in read(output / "torsion/demo/scan.extxyz", ":")]
+    )
+    spread = (members - members[0]).std(axis=1) * EV_TO_KCAL_MOL
+    listed = np.array([float(row["demo_uncertainty_kcal_mol"]) for row in scan])
+    assert listed[0] == 0.0 and np.all(listed[1:] > 0) and listed == pytest.approx(spread, rel=1e-6)
+    printed = float(re.search(r"committee spread of the demo's relative energies at most ([0-9.]+)", out).group(1))
+    assert printed == pytest.approx(spread.max(), abs=0.006)
+
     band = list(csv.DictReader((output / "butane-neb.csv").open()))
     assert len(band) == 3 + 2
     neb = summary["butane_neb"]
+    top = max(range(len(band)), key=lambda n: float(band[n]["demo_kcal_mol"]))
+    assert neb["barrier_demo_uncertainty_kcal_mol"] == pytest.approx(float(band[top]["demo_uncertainty_kcal_mol"]))
+    printed = re.search(r"barrier ([0-9.]+) ± ([0-9.]+) kcal/mol", out)
+    assert float(printed.group(1)) == pytest.approx(neb["barrier_demo_kcal_mol"], abs=0.006)
+    assert float(printed.group(2)) == pytest.approx(neb["barrier_demo_uncertainty_kcal_mol"], abs=0.006)
+    assert "## Reliability: committee spread" in (output / "report.md").read_text()
     assert neb["barrier_demo_kcal_mol"] == pytest.approx(max(float(row["demo_kcal_mol"]) for row in band), rel=1e-9)
     assert 1.5 < neb["barrier_gfn2_xtb_neb_kcal_mol"] < 4.0  # measured 2.6
     assert abs(float(band[-1]["demo_dihedral_deg"])) == pytest.approx(65.0, abs=10.0)  # the band ends gauche

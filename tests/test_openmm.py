@@ -22,6 +22,9 @@ from mlcalc.units import EV_PER_KJ_PER_MOL
 PLATFORMS = ["Reference", "CPU"]
 KJ_PER_NM = unit.kilojoule_per_mole / unit.nanometer
 
+# 256-atom systems evaluated over and over (the barostat test: 34 s with two threads, 7 s with one, measured)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def openmm_reduced(atoms: Atoms) -> Atoms:
     """The same lattice in OpenMM's reduced form (a along x, b in the xy plane, |b_x| <= a_x/2, ...)."""

@@ -27,6 +27,9 @@ from mlcalc.workflows import (
 
 CCCC = Dihedral(0, 1, 2, 3)
 
+# butane with the demo potential: thousands of small evaluations, faster on one torch thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def calc() -> mlcalc.MLCalculator:

@@ -59,7 +59,13 @@ def test_scan_tables_checkpoint_and_plot_carry_the_spread(hipnn_committee, tmp_p
 
 
 def test_a_single_model_leaves_no_column_and_no_stale_value(tmp_path):
-    single = "demo"  # the bundled HIP-NN, one model
+    torch.manual_seed(0)
+    model = HIPNN(n_features=8, n_sensitivities=6, cutoff=4.0)
+    with torch.no_grad():  # a gentle surface: the random model's forces would pull butane apart
+        for head in model.heads:
+            head.weight.mul_(1e-3)
+    single = tmp_path / "hipnn.pt"
+    mlcalc.export(model, single)
     butane = molecule("trans-butane")
     butane.info["energy_uncertainty"] = 99.0  # e.g. read from an earlier committee run's extxyz
     scan = relaxed_scan(butane, mlcalc.MLCalculator(single), BUTANE_CCCC, [180.0, 150.0], fmax=0.05, output=tmp_path)

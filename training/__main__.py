@@ -1,12 +1,24 @@
 """``python -m training STAGE``: geometries | sample | label | explore | train | export | validate | probe |
-calibrate."""
+calibrate | query | committee."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-STAGES = ("geometries", "sample", "label", "explore", "train", "export", "validate", "probe", "calibrate")
+STAGES = (
+    "geometries",
+    "sample",
+    "label",
+    "explore",
+    "train",
+    "export",
+    "validate",
+    "probe",
+    "calibrate",
+    "query",
+    "committee",
+)
 
 
 def main() -> None:

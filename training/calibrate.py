@@ -1,5 +1,5 @@
-"""Stage: does the demo's non-hierarchicality rank its real errors? Writes training/data/calibration.json and
-docs/img/calibration-demo.png.
+"""Stage: do the demo's committee spread and non-hierarchicality rank its real errors? Writes
+training/data/calibration.json and docs/img/calibration-demo.png (and calibration-demo-committee.png).
 
 ``python -m training calibrate [--potential FILE] [--bins N] [--output JSON] [--plot PNG]``
 
@@ -8,7 +8,9 @@ non-hierarchicality (``mlcalc.models.hipnn.structure_non_hierarchicality``, dime
 its energy error per atom, |E_demo − E_GFN2-xTB| / N (meV/atom): per atom because the non-hierarchicality
 is a ratio that does not grow with the structure, while total-energy errors do (the 81-atom water boxes
 would rank above every molecule whatever the signal). The per-structure error is reported too, and
-Spearman's ρ within each family (whether the signal ranks structures of one kind).
+Spearman's ρ within each family (whether the signal ranks structures of one kind). For a committee file
+(the bundled demo is one) the same for the members' energy spread (``energy_uncertainty``, eV, per atom
+and per structure).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from training.label import structures
 
 OUTPUT = DATA / "calibration.json"
 PLOT = ROOT.parent / "docs" / "img" / "calibration-demo.png"
+COMMITTEE_PLOT = ROOT.parent / "docs" / "img" / "calibration-demo-committee.png"
 
 
 class _Labels:
@@ -53,7 +56,8 @@ def main() -> None:
     members = [frames[k] for k in test]
     reference = np.array([float(data["energy"][k]) for k in test])
     families = np.array([labels[k].family for k in test])
-    predicted = np.array([r["energy"] for r in potential.evaluate(members, forces=False, stress=False)])
+    results = potential.evaluate(members, forces=False, stress=False)
+    predicted = np.array([r["energy"] for r in results])
     atoms = np.array([len(a) for a in members])
     hierarchy = np.array([structure_non_hierarchicality(potential, a) for a in members])
     per_atom = np.abs(predicted - reference) / atoms * 1000.0  # meV/atom
@@ -83,6 +87,33 @@ def main() -> None:
         # non-hierarchicality holds (chance: a tenth of them).
         "worst_decile_in_top_decile": {"structures": decile, "found": len(flagged & worst)},
     }
+    if potential.metadata.committee:
+        spread = np.array([r["energy_uncertainty"] for r in results])  # eV
+        spread_per_atom = spread / atoms * 1000.0  # meV/atom
+        committee = calibration(spread_per_atom, per_atom, bins=args.bins)
+        report["committee_spread"] = {
+            "spread": "standard deviation of the members' energies (energy_uncertainty)",
+            "per_atom_error_meV": committee.as_dict(),
+            "per_structure_error_eV": calibration(spread, per_structure, bins=args.bins).as_dict(),
+            "within_1_spread": float(np.mean(per_structure <= spread)),
+            "within_2_spreads": float(np.mean(per_structure <= 2 * spread)),
+        }
+        plot_calibration(
+            committee,
+            args.plot.with_name(args.plot.stem + "-committee.png"),
+            spread=spread_per_atom,
+            error=per_atom,
+            spread_label="committee energy spread per atom, meV",
+            error_label="|E − E(GFN2-xTB)| per atom, meV",
+            log=True,
+            identity=True,
+            title=f"held-out test set: Spearman ρ = {committee.spearman:.2f} (n = {committee.count})",
+        )
+        within = report["committee_spread"]
+        print(
+            f"calibrate: committee spread per atom Spearman rho {committee.spearman:.3f}; errors within 1 / 2 "
+            f"spreads {within['within_1_spread']:.2f} / {within['within_2_spreads']:.2f}"
+        )
     atomic_write_json(args.output, report)
     plot_calibration(
         main_result,

@@ -3,7 +3,8 @@
 (a) a relaxed butane C-C-C-C scan and (b) the butane anti → gauche barrier by climbing-image NEB, each
 against GFN2-xTB (tblite) on the same tasks, and (c) NPT molecular dynamics of a periodic water box in
 OpenMM with the same file; (d) a report directory with tables, plots and ``report.md``, including
-HIP-NN's non-hierarchicality per structure as a reliability signal. ``mlcalc demo --argon`` runs the
+HIP-NN's non-hierarchicality per structure and the committee's spread beside each number (the bundled
+demo is a last-layer committee) as reliability signals. ``mlcalc demo --argon`` runs the
 Lennard-Jones argon check of the two engines (:func:`run_argon_demo`) instead.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from mlcalc.demo.argon import run_argon_demo
 from mlcalc.demo.barrier import butane_barrier
@@ -39,6 +41,11 @@ def _stage(text: str) -> None:
     print(text, flush=True)
 
 
+def _plus_minus(sigma: Optional[float]) -> str:
+    """`` ± sigma`` for a committee's spread, nothing for a single model."""
+    return "" if sigma is None else f" ± {sigma:.2f}"
+
+
 def run_demo(output: Path, options: DemoOptions = DemoOptions()) -> Path:
     """Run the demonstration, printing what it does; returns the path of ``output/report.md``."""
     output.mkdir(parents=True, exist_ok=True)
@@ -55,6 +62,12 @@ def run_demo(output: Path, options: DemoOptions = DemoOptions()) -> Path:
         f"demo potential and GFN2-xTB ({seconds['butane_torsion']:.0f} s): RMSE {torsion.rmse_vs_xtb_scan:.2f} "
         f"kcal/mol vs GFN2-xTB's relaxed scan, {torsion.rmse_vs_xtb_single_points:.2f} kcal/mol vs GFN2-xTB "
         f"on the demo geometries"
+        + (
+            ""
+            if torsion.demo_uncertainty_kcal_mol is None
+            else f"; committee spread of the demo's relative energies at most "
+            f"{torsion.demo_uncertainty_kcal_mol.max():.2f} kcal/mol"
+        )
     )
 
     _stage(f"[2/3] butane anti → gauche climbing-image NEB, {options.neb_images} images: demo, then GFN2-xTB ...")
@@ -65,7 +78,8 @@ def run_demo(output: Path, options: DemoOptions = DemoOptions()) -> Path:
     print(
         f"[2/3] butane anti → gauche climbing-image NEB, {options.neb_images} images ({seconds['butane_neb']:.0f} s, "
         f"converged: demo {barrier.demo.converged}, GFN2-xTB {barrier.xtb.converged}): barrier "
-        f"{b['barrier_demo_kcal_mol']:.2f} kcal/mol (GFN2-xTB on the demo band "
+        f"{b['barrier_demo_kcal_mol']:.2f}{_plus_minus(b.get('barrier_demo_uncertainty_kcal_mol'))} kcal/mol "
+        "(GFN2-xTB on the demo band "
         f"{b['barrier_gfn2_xtb_on_demo_band_kcal_mol']:.2f}), GFN2-xTB's own NEB "
         f"{b['barrier_gfn2_xtb_neb_kcal_mol']:.2f} kcal/mol (experiment ≈ {EXPERIMENTAL_BUTANE_BARRIER:g}: "
         "GFN2-xTB, which the demo potential learned, is known to be low here)"
@@ -89,6 +103,12 @@ def run_demo(output: Path, options: DemoOptions = DemoOptions()) -> Path:
         f"mean T {water.temperatures[half].mean():.0f} K\n"
         f"      last frame: E(OpenMM) = {water.energy_openmm_eV:.10f} eV, E(ASE) = {water.energy_ase_eV:.10f} eV, "
         f"relative difference {water.relative_difference:.1e}"
+        + (
+            ""
+            if water.energy_uncertainty_eV is None
+            else f"; committee spread {water.energy_uncertainty_eV[-1]:.3f} eV (at most "
+            f"{water.energy_uncertainty_eV.max():.3f} eV along the run)"
+        )
     )
     report = write_report(output, potential, torsion, barrier, water, seconds)
     print(f"report: {report.resolve()}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from ase import Atoms
@@ -18,7 +19,7 @@ from ase.calculators.calculator import BaseCalculator
 
 from mlcalc.calculator import MLCalculator
 from mlcalc.demo.reference import gfn2_xtb, single_points
-from mlcalc.demo.reliability import non_hierarchicality
+from mlcalc.demo.reliability import non_hierarchicality, relative_spread
 from mlcalc.demo.torsion import BUTANE_CCCC
 from mlcalc.potential import Potential
 from mlcalc.units import EV_TO_KCAL_MOL
@@ -39,12 +40,14 @@ def butane_endpoints(calc: BaseCalculator) -> tuple[Atoms, Atoms]:
 @dataclass
 class BarrierResult:
     """The demo potential's band and GFN2-xTB's (relative energies in kcal/mol), GFN2-xTB on the demo
-    band, the C-C-C-C dihedral (degrees) and the non-hierarchicality of each demo image."""
+    band, the C-C-C-C dihedral (degrees), the non-hierarchicality of each demo image and the committee's
+    spread of the demo's relative energies (kcal/mol; None for a single model)."""
 
     demo: NEBResult
     xtb: NEBResult
     xtb_on_demo_kcal_mol: np.ndarray
     non_hierarchicality: np.ndarray
+    demo_uncertainty_kcal_mol: Optional[np.ndarray] = None
 
     @property
     def demo_kcal_mol(self) -> np.ndarray:
@@ -69,13 +72,19 @@ class BarrierResult:
             "gfn2_xtb_on_demo_band": self.xtb_on_demo_kcal_mol,
             "gfn2_xtb_neb": self.xtb_kcal_mol,
         }
-        return {
+        values = {
             **{f"barrier_{name}_kcal_mol": float(p.max()) for name, p in profiles.items()},
             **{f"reaction_energy_{name}_kcal_mol": float(p[-1]) for name, p in profiles.items()},
         }
+        if self.demo_uncertainty_kcal_mol is not None:  # the spread at the demo's highest image and at gauche
+            values["barrier_demo_uncertainty_kcal_mol"] = float(
+                self.demo_uncertainty_kcal_mol[self.demo_kcal_mol.argmax()]
+            )
+            values["reaction_energy_demo_uncertainty_kcal_mol"] = float(self.demo_uncertainty_kcal_mol[-1])
+        return values
 
     def rows(self) -> list[dict]:
-        return [
+        rows = [
             {
                 "image": n,
                 "demo_dihedral_deg": dd,
@@ -96,6 +105,10 @@ class BarrierResult:
                 )
             )
         ]
+        if self.demo_uncertainty_kcal_mol is not None:
+            for row, sigma in zip(rows, self.demo_uncertainty_kcal_mol):
+                row["demo_uncertainty_kcal_mol"] = sigma
+        return rows
 
 
 def anti_gauche_neb(calc: BaseCalculator, n_images: int, output: Path, progress: bool = False) -> NEBResult:
@@ -115,4 +128,5 @@ def butane_barrier(potential: Potential, output: Path, n_images: int, progress: 
         xtb=xtb,
         xtb_on_demo_kcal_mol=(on_demo - on_demo[0]) * EV_TO_KCAL_MOL,
         non_hierarchicality=non_hierarchicality(potential, demo.images),
+        demo_uncertainty_kcal_mol=relative_spread(potential, demo.images),
     )

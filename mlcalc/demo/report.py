@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -28,6 +28,7 @@ def summary(
             "rmse_vs_gfn2_xtb_relaxed_scan_kcal_mol": torsion.rmse_vs_xtb_scan,
             "rmse_vs_gfn2_xtb_on_demo_geometries_kcal_mol": torsion.rmse_vs_xtb_single_points,
             "all_converged": bool(torsion.demo_converged.all() and torsion.xtb_converged.all()),
+            **_largest("demo_uncertainty_max_kcal_mol", torsion.demo_uncertainty_kcal_mol),
             **_hierarchy(torsion.non_hierarchicality),
         },
         "butane_neb": {
@@ -54,11 +55,22 @@ def summary(
             "relative_difference": water.relative_difference,
             "openmm_force": water.openmm_force,
             "openmm_platform": water.platform,
+            **_largest("energy_uncertainty_max_eV", water.energy_uncertainty_eV),
+            **(
+                {}
+                if water.energy_uncertainty_eV is None
+                else {"energy_uncertainty_last_eV": float(water.energy_uncertainty_eV[-1])}
+            ),
             **_hierarchy(water.non_hierarchicality),
         },
         "non_hierarchicality_flag_above": FLAG_ABOVE,
         "seconds": seconds,
     }
+
+
+def _largest(key: str, values: Optional[np.ndarray]) -> dict:
+    """``{key: max(values)}``, or nothing for a single model (``values`` None)."""
+    return {} if values is None else {key: float(np.max(values))}
 
 
 def _hierarchy(values: np.ndarray) -> dict:
@@ -107,6 +119,13 @@ def _profile(axes, x: Union[Sequence[float], np.ndarray], curves: dict, xlabel: 
     axes.legend()
 
 
+def _band(axes, x: np.ndarray, y: np.ndarray, sigma: Optional[np.ndarray]) -> None:
+    """The committee's ±1σ around the demo profile, shaded (nothing for a single model)."""
+    if sigma is not None:
+        axes.fill_between(x, y - sigma, y + sigma, alpha=0.3, label="demo ± committee spread (1σ)")
+        axes.legend()
+
+
 def _plot_torsion(result: TorsionResult, path: Path) -> None:
     figure, (axes,) = _figure()
     curves = {
@@ -115,6 +134,7 @@ def _plot_torsion(result: TorsionResult, path: Path) -> None:
         "GFN2-xTB on the demo geometries": (result.xtb_on_demo_kcal_mol, "x--"),
     }
     _profile(axes, result.angles_deg, curves, "C-C-C-C dihedral (degrees)")
+    _band(axes, result.angles_deg, result.demo_kcal_mol, result.demo_uncertainty_kcal_mol)
     axes.set_title(f"butane: RMSE {result.rmse_vs_xtb_scan:.2f} kcal/mol vs GFN2-xTB's scan")
     _save(figure, path)
 
@@ -126,6 +146,7 @@ def _plot_neb(result: BarrierResult, path: Path) -> None:
         "GFN2-xTB on the demo band": (result.xtb_on_demo_kcal_mol, "x--"),
     }
     _profile(axes, result.demo_dihedrals_deg, curves, "C-C-C-C dihedral (degrees)")
+    _band(axes, result.demo_dihedrals_deg, result.demo_kcal_mol, result.demo_uncertainty_kcal_mol)
     axes.plot(result.xtb_dihedrals_deg, result.xtb_kcal_mol, "s-", label="GFN2-xTB, CI-NEB")
     axes.invert_xaxis()  # anti (180°) on the left
     axes.legend()
@@ -174,6 +195,26 @@ def _caveats(neb: dict, water: dict) -> list[str]:
     return lines
 
 
+def _spread(part: dict, key: str, text: str) -> str:
+    """``text`` formatted with ``part[key]`` (a committee's spread), or nothing for a single model."""
+    return text.format(part[key]) if key in part else ""
+
+
+def _committee_section(data: dict) -> list[str]:
+    """What the ± values are, for a committee file (nothing for a single model)."""
+    if "barrier_demo_uncertainty_kcal_mol" not in data["butane_neb"]:
+        return []
+    return [
+        "## Reliability: committee spread",
+        "",
+        "The potential is a committee: the ± values are the standard deviation of its members' values (for "
+        "relative energies, of each member's own difference, so errors the members share cancel). The "
+        "spread was calibrated on held-out GFN2-xTB data (training/committee.py); it ranks errors, it does "
+        "not bound them. Per point values are in the CSV tables and shaded in the plots.",
+        "",
+    ]
+
+
 def _markdown(data: dict) -> str:
     t, n, w = data["butane_torsion"], data["butane_neb"], data["water_npt"]
     seconds = data["seconds"]
@@ -187,17 +228,25 @@ def _markdown(data: dict) -> str:
         "|---|---|---|---|",
         f"| butane C-C-C-C relaxed scan, {t['points']} points every {t['grid_step_deg']:g}° | RMSE "
         f"{t['rmse_vs_gfn2_xtb_relaxed_scan_kcal_mol']:.2f} kcal/mol vs GFN2-xTB's own scan, "
-        f"{t['rmse_vs_gfn2_xtb_on_demo_geometries_kcal_mol']:.2f} vs GFN2-xTB on the demo geometries | "
-        f"own relaxed scan on the same grid | {seconds['butane_torsion']:.0f} |",
-        f"| butane anti → gauche CI-NEB, {n['interior_images']} images | barrier {n['barrier_demo_kcal_mol']:.2f} "
-        f"kcal/mol (GFN2-xTB on this band: {n['barrier_gfn2_xtb_on_demo_band_kcal_mol']:.2f}), gauche − anti "
-        f"{n['reaction_energy_demo_kcal_mol']:.2f} | own CI-NEB: barrier {n['barrier_gfn2_xtb_neb_kcal_mol']:.2f}, "
+        f"{t['rmse_vs_gfn2_xtb_on_demo_geometries_kcal_mol']:.2f} vs GFN2-xTB on the demo geometries"
+        + _spread(
+            t, "demo_uncertainty_max_kcal_mol", "; committee spread of the relative energies at most {:.2f} kcal/mol"
+        )
+        + f" | own relaxed scan on the same grid | {seconds['butane_torsion']:.0f} |",
+        f"| butane anti → gauche CI-NEB, {n['interior_images']} images | barrier {n['barrier_demo_kcal_mol']:.2f}"
+        + _spread(n, "barrier_demo_uncertainty_kcal_mol", " ± {:.2f}")
+        + f" kcal/mol (GFN2-xTB on this band: {n['barrier_gfn2_xtb_on_demo_band_kcal_mol']:.2f}), gauche − anti "
+        f"{n['reaction_energy_demo_kcal_mol']:.2f}"
+        + _spread(n, "reaction_energy_demo_uncertainty_kcal_mol", " ± {:.2f}")
+        + f" | own CI-NEB: barrier {n['barrier_gfn2_xtb_neb_kcal_mol']:.2f}, "
         f"gauche − anti {n['reaction_energy_gfn2_xtb_neb_kcal_mol']:.2f} kcal/mol | {seconds['butane_neb']:.0f} |",
         f"| NPT MD of {w['waters']} waters in OpenMM, {w['picoseconds']:g} ps | density "
         f"{w['mean_density_second_half_g_cm3']:.3f} ± {w['std_density_second_half_g_cm3']:.3f} g/cm³ "
         f"({'equilibrated' if w['density_equilibrated'] else 'NOT equilibrated'}; experiment "
         f"{w['experimental_density_g_cm3']:.3f}), T {w['mean_temperature_second_half_K']:.0f} K (second half), "
-        f"longest O-H {w['longest_OH_A']:.2f} Å | (periodic GFN2-xTB MD is too slow for a demo) | "
+        f"longest O-H {w['longest_OH_A']:.2f} Å"
+        + _spread(w, "energy_uncertainty_max_eV", "; committee energy spread at most {:.3f} eV")
+        + " | (periodic GFN2-xTB MD is too slow for a demo) | "
         f"{seconds['water_npt']:.0f} |",
         "",
         *_caveats(n, w),
@@ -207,6 +256,7 @@ def _markdown(data: dict) -> str:
         f"{w['relative_difference']:.1e} (relative). NEB converged: demo "
         f"{n['demo_converged']}, GFN2-xTB {n['gfn2_xtb_converged']}.",
         "",
+        *_committee_section(data),
         "## Reliability: non-hierarchicality",
         "",
         "HIP-NN's energy is a sum of terms of increasing interaction order n; Philip et al. (arXiv:2211.07181) "

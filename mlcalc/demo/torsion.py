@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 from ase.build import molecule
 
 from mlcalc.calculator import MLCalculator
 from mlcalc.demo.reference import gfn2_xtb, single_points
-from mlcalc.demo.reliability import non_hierarchicality
+from mlcalc.demo.reliability import non_hierarchicality, relative_spread
 from mlcalc.potential import Potential
 from mlcalc.units import EV_TO_KCAL_MOL
 from mlcalc.workflows import Dihedral, relaxed_scan
@@ -29,7 +29,8 @@ FMAX = 0.01  # eV/Å
 @dataclass
 class TorsionResult:
     """Relative energies (kcal/mol) on the grid (degrees): the demo potential's relaxed scan, GFN2-xTB on
-    the demo's geometries, GFN2-xTB's own relaxed scan; convergence and non-hierarchicality per point."""
+    the demo's geometries, GFN2-xTB's own relaxed scan; convergence and non-hierarchicality per point, and
+    the committee's spread of the demo's relative energies (kcal/mol; None for a single model)."""
 
     angles_deg: np.ndarray
     demo_kcal_mol: np.ndarray
@@ -38,6 +39,7 @@ class TorsionResult:
     demo_converged: np.ndarray
     xtb_converged: np.ndarray
     non_hierarchicality: np.ndarray
+    demo_uncertainty_kcal_mol: Optional[np.ndarray] = None
 
     @property
     def rmse_vs_xtb_scan(self) -> float:
@@ -50,7 +52,7 @@ class TorsionResult:
         return float(np.sqrt(np.mean((self.demo_kcal_mol - self.xtb_on_demo_kcal_mol) ** 2)))
 
     def rows(self) -> list[dict]:
-        return [
+        rows = [
             {
                 "angle_deg": a,
                 "demo_kcal_mol": d,
@@ -70,6 +72,10 @@ class TorsionResult:
                 self.non_hierarchicality,
             )
         ]
+        if self.demo_uncertainty_kcal_mol is not None:
+            for row, sigma in zip(rows, self.demo_uncertainty_kcal_mol):
+                row["demo_uncertainty_kcal_mol"] = sigma
+        return rows
 
 
 def butane_torsion(potential: Potential, output: Path, step_deg: float, progress: bool = False) -> TorsionResult:
@@ -90,4 +96,5 @@ def butane_torsion(potential: Potential, output: Path, step_deg: float, progress
         demo_converged=np.array([p.converged for p in demo.points]),
         xtb_converged=np.array([p.converged for p in xtb.points]),
         non_hierarchicality=non_hierarchicality(potential, demo_images),
+        demo_uncertainty_kcal_mol=relative_spread(potential, demo_images),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import openmm
@@ -22,6 +23,7 @@ from ase import Atoms
 from openmm import app, unit
 
 from mlcalc.calculator import MLCalculator
+from mlcalc.demo.reliability import member_energies
 from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.openmm import create_system
 from mlcalc.openmm.forces import force_class_of
@@ -44,7 +46,8 @@ GAS_CONSTANT = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole /
 
 @dataclass
 class WaterResult:
-    """Time series (ps, g/cm³, K, Å, dimensionless) and the two-engine check of the last frame (eV)."""
+    """Time series (ps, g/cm³, K, Å, dimensionless; a committee's energy spread per frame in eV, None for a
+    single model) and the two-engine check of the last frame (eV)."""
 
     n_waters: int
     times_ps: np.ndarray
@@ -57,6 +60,7 @@ class WaterResult:
     seconds: float
     openmm_force: str  # "TorchForce" or "PythonForce": which one mlcalc.openmm chose here
     platform: str
+    energy_uncertainty_eV: Optional[np.ndarray] = None
 
     @property
     def second_half(self) -> slice:
@@ -83,12 +87,16 @@ class WaterResult:
         return abs(self.energy_openmm_eV - self.energy_ase_eV) / abs(self.energy_ase_eV)
 
     def rows(self) -> list[dict]:
-        return [
+        rows = [
             {"time_ps": t, "density_g_cm3": d, "temperature_K": k, "longest_OH_A": b, "non_hierarchicality": r}
             for t, d, k, b, r in zip(
                 self.times_ps, self.densities, self.temperatures, self.longest_oh, self.non_hierarchicality
             )
         ]
+        if self.energy_uncertainty_eV is not None:
+            for row, sigma in zip(rows, self.energy_uncertainty_eV):
+                row["energy_uncertainty_eV"] = sigma
+        return rows
 
 
 def water_box(box_nm: float) -> app.Modeller:
@@ -144,13 +152,15 @@ def water_npt(
                 2 * kinetic / (degrees_of_freedom * GAS_CONSTANT),
                 _longest_oh(frame, oxygens),
                 structure_non_hierarchicality(potential, frame),
+                frame.copy(),
             )
         )
     seconds = time.perf_counter() - began
     if bar is not None:
         bar.close()
     frame.calc = MLCalculator(potential)
-    times, densities, temperatures, longest, hierarchy = (np.array(column) for column in zip(*records))
+    times, densities, temperatures, longest, hierarchy = (np.array(column) for column in list(zip(*records))[:5])
+    members = member_energies(potential, [record[5] for record in records])
     return WaterResult(
         n_waters=len(oxygens),
         times_ps=times,
@@ -163,6 +173,7 @@ def water_npt(
         seconds=seconds,
         openmm_force=force_class_of(system.getForce(0)),
         platform=platform.getName(),
+        energy_uncertainty_eV=None if members is None else members.std(axis=1),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping, Optional
 from mlcalc.contract import METADATA_FILE, Metadata
 from mlcalc.errors import FamilyVersionError, PluginError
 from mlcalc.files import PathLike
-from mlcalc.foreign import mace_lammps, nequip, sevennet
+from mlcalc.foreign import mace_lammps, metatomic, nequip, sevennet
 from mlcalc.foreign.files import code_modules, extra_files
 from mlcalc.plugins import version_in
 
@@ -72,6 +72,15 @@ FORMATS: dict[str, ForeignFormat] = {
         nequip.recognises,
         nequip.convert,
         {"type_map": "the element of each type name that is not an element symbol: TYPE:SYMBOL,... (e.g. Cs:C)"},
+    ),
+    metatomic.NAME: ForeignFormat(
+        metatomic.NAME,
+        metatomic.FAMILY,
+        metatomic.CHECKED_VERSIONS,
+        "`AtomisticModel.save` of metatomic-torch (needs metatomic-torch's libraries wherever it runs)",
+        metatomic.recognises,
+        metatomic.convert,
+        {"variant": "the energy output's variant to use, energy/VARIANT (default: the plain energy output)"},
     ),
 }
 

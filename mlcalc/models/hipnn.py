@@ -182,21 +182,33 @@ class HIPNN(torch.nn.Module):
             "references": ["N. Lubbers, J. S. Smith, K. Barros, J. Chem. Phys. 148, 241715 (2018)"],
         }
 
-    def hierarchical_energies(self, inputs: Dict[str, Tensor]) -> Tensor:
-        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV (Philip et al. eq. 2)."""
+    def block_features(self, inputs: Dict[str, Tensor]) -> List[Tensor]:
+        """The features z_i after each interaction block (interaction layer and its on-site layers), each
+        [N, n_features]: what the energy heads read."""
         species = inputs["species"]
         centre = inputs["edge_index"][0]
         neighbour = inputs["edge_index"][1]
         distances = torch.linalg.norm(inputs["edge_vectors"], dim=-1)
         features = torch.nn.functional.one_hot(species, self.n_species).to(inputs["positions"].dtype)
-        terms = [self.self_energies[species]]
-        for interaction, onsite, head in zip(self.interactions, self.onsites, self.heads):
+        blocks: List[Tensor] = []
+        for interaction, onsite in zip(self.interactions, self.onsites):
             features = interaction(features, distances, centre, neighbour)
             for layer in onsite:
                 activated = torch.nn.functional.softplus(layer(features)) - self.shift
                 features = features + activated if self.residual else activated
-            terms.append(head(features).squeeze(-1))
+            blocks.append(features)
+        return blocks
+
+    def energy_terms(self, species: Tensor, blocks: List[Tensor]) -> Tensor:
+        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV of the block features ``blocks``."""
+        terms = [self.self_energies[species]]
+        for k, head in enumerate(self.heads):
+            terms.append(head(blocks[k]).squeeze(-1))
         return torch.stack(terms, dim=1)
+
+    def hierarchical_energies(self, inputs: Dict[str, Tensor]) -> Tensor:
+        """Per-atom energy terms Ê_i^n [N, n_interactions + 1] in eV (Philip et al. eq. 2)."""
+        return self.energy_terms(inputs["species"], self.block_features(inputs))
 
     def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         terms = self.hierarchical_energies(inputs)

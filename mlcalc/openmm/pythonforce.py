@@ -24,7 +24,7 @@ from mlcalc.compiled import CompiledModule, compile_module
 from mlcalc.contract import Metadata
 from mlcalc.module import freeze_parameters
 from mlcalc.openmm.region import DEFAULT_BOX_REFUSAL, OPENMM_DEFAULT_BOX_NM, MLRegion
-from mlcalc.potential import DeviceLike, resolve_device
+from mlcalc.potential import DeviceLike, load_foreign_runtime, resolve_device
 
 
 class PotentialComputation:
@@ -59,6 +59,8 @@ class PotentialComputation:
         self.energy_scale = region.energy_scale
         self.pbc = torch.full((3,), self.periodic, dtype=torch.bool, device=device)
         self.check_default_box = region.check_default_box
+        # An imported file may need its format's runtime registered before the module unpickles.
+        self.foreign_extra = dict(potential.metadata.extra) if potential.metadata.extra.get("foreign_format") else None
 
     def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
@@ -94,6 +96,8 @@ class PotentialComputation:
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("program", None)  # pickled by an mlcalc before the compiled route
+        if state.setdefault("foreign_extra", None) is not None:
+            load_foreign_runtime(state["foreign_extra"], "a pickled PythonForce")
         device = state["length_scale"].device
         # The Potential's module was saved frozen; a force pickled by an older mlcalc was not.
         script = freeze_parameters(torchscript.load(io.BytesIO(state["module"]), map_location=device))

@@ -123,12 +123,13 @@ def plot_neb(
     """ASE's NEB band plot of ``images`` (with their energies and forces): energies against the reaction
     coordinate, with ASE's force-based spline; a committee's spread as a band of ±1σ (eV)."""
     from ase.mep import NEBTools
+    from ase.utils.forcecurve import fit_images
 
     figure, axes = _figure()
     tools = NEBTools(list(images))
     tools.plot_band(ax=axes)
     if uncertainty_eV is not None:
-        fit = tools.get_fit()  # the image positions (Å) and energies (eV, relative) ASE plots
+        fit = fit_images(list(images))  # the image positions (Å) and energies (eV, relative) ASE plots
         sigma = np.asarray(uncertainty_eV)
         axes.fill_between(fit.path, fit.energies - sigma, fit.energies + sigma, alpha=0.2, linewidth=0)
     axes.set_title(("" if converged else "NOT CONVERGED: ") + axes.get_title())
