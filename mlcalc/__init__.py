@@ -20,6 +20,7 @@ from mlcalc._version import __version__
 
 if TYPE_CHECKING:
     from mlcalc import models
+    from mlcalc.allocator import keep_freed_memory
     from mlcalc.calculator import MLCalculator
     from mlcalc.contract import CONTRACT_VERSION, Metadata
     from mlcalc.errors import (
@@ -51,6 +52,7 @@ _LAZY = {
     "UnitError": "mlcalc.errors",
     "UnsupportedElementError": "mlcalc.errors",
     "export": "mlcalc.export",
+    "keep_freed_memory": "mlcalc.allocator",
     "load": "mlcalc.potential",
     "neighbor_list": "mlcalc.neighbors",
     "read_metadata": "mlcalc.potential",
@@ -71,6 +73,7 @@ __all__ = [
     "UnsupportedElementError",
     "__version__",
     "export",
+    "keep_freed_memory",
     "load",
     "models",
     "neighbor_list",

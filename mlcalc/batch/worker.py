@@ -68,7 +68,8 @@ def configure_this_thread() -> int:
 
 
 class ThreadLimits(WorkerPlugin):
-    """Set torch, OpenMM-CPU and BLAS threads in each worker process (:func:`mlcalc.threads.configure_threads`).
+    """Set torch, OpenMM-CPU and BLAS threads in each worker process (:func:`mlcalc.threads.configure_threads`)
+    and keep freed memory there for reuse (:func:`mlcalc.allocator.keep_freed_memory`).
 
     Args:
         threads: threads per worker; ``None`` resolves them on the worker (``$MLCALC_NUM_THREADS``, else
@@ -81,7 +82,10 @@ class ThreadLimits(WorkerPlugin):
         self.threads = threads
 
     def setup(self, worker) -> None:
+        from mlcalc.allocator import keep_freed_memory
+
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        keep_freed_memory()
         _THREADS["count"] = self.threads
         _THREADS["configured"] = set()
         configure_this_thread()
