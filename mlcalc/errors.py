@@ -37,6 +37,11 @@ class UncertaintyExceededError(MLCalcError, RuntimeError):
     potential was trained for."""
 
 
+class ExtensionError(MLCalcError, RuntimeError):
+    """A TorchScript file calls operators or classes of an extension library (a C++ library that registers
+    them with torch) that this process has not loaded."""
+
+
 class PluginError(MLCalcError, ValueError):
     """A model-family adapter is missing, or cannot convert what it was given (a model of another
     family, unsupported elements or options)."""

@@ -32,6 +32,7 @@ from mlcalc.data import resolve_potential_path
 from mlcalc.errors import (
     ContractError,
     DeviceError,
+    ExtensionError,
     InvalidStructureError,
     UnsupportedElementError,
     script_error_message,
@@ -86,6 +87,8 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None, com
     Raises:
         ContractError: not TorchScript, no metadata, an unknown contract version or unit, or
             methods that do not match the contract.
+        ExtensionError: the file calls operators or classes of a C++ extension this process has not
+            loaded (naming it and the package to install).
         CompileError: ``compile=True`` for a file or machine where the compiled route cannot run.
     """
     given = os.fspath(path)
@@ -97,6 +100,8 @@ def load(path: PathLike, device: DeviceLike = None, dtype: DtypeLike = None, com
     try:
         # straight onto the device: a foreign file's frozen weights are constants, which Module.to leaves behind
         module = torchscript.load(io.BytesIO(data), map_location=target)
+    except ExtensionError as exc:  # a sound file that needs a library this process has not loaded
+        raise ExtensionError(str(exc).replace("this TorchScript file", str(path), 1)) from exc.__cause__
     except Exception as exc:  # torch raises RuntimeError and others for corrupt archives
         raise ContractError(
             f"{path} could not be loaded by TorchScript ({exc}): the file is damaged or incomplete; copy it again "

@@ -15,11 +15,29 @@ warns during one of these calls sees the same filters plus this one ignore rule.
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from typing import IO, Any, Iterator, Optional, Union
 
 import torch
 
+from mlcalc.errors import ExtensionError
+
+#: TorchScript namespaces of extension libraries that potential files are known to use, and the pip
+#: package whose shared library registers each.
+EXTENSION_PACKAGES = {
+    "metatomic": "metatomic-torch",
+    "metatensor": "metatensor-torch",
+    "featomic": "featomic-torch",
+    "torch_scatter": "torch-scatter",
+    "torch_sparse": "torch-sparse",
+    "torch_cluster": "torch-cluster",
+}
+#: How TorchScript names an operator or a class that no loaded library registers, when it loads a file.
+UNKNOWN = (
+    re.compile(r"Unknown builtin op: (?P<namespace>\w+)::(?P<name>\w+)"),
+    re.compile(r"Unknown type name '__torch__\.torch\.classes\.(?P<namespace>\w+)\.(?P<name>\w+)'"),
+)
 #: The message torch >= 2.11 gives for torch.jit.script, .save, .load (and .trace, .interface), whatever its category.
 DEPRECATION_MESSAGE = r"`torch\.jit\.\w+` is deprecated"
 
@@ -44,7 +62,42 @@ def save(module: torch.jit.ScriptModule, f: Union[str, IO[bytes]], extra_files: 
         torch.jit.save(module, f, _extra_files=extra_files or {})
 
 
+def missing_extension(message: str) -> Optional[str]:
+    """What to do about a TorchScript load error ``message`` that names an operator or class no loaded
+    library registers (``Unknown builtin op: ns::name``, ``Unknown type name
+    '__torch__.torch.classes.ns.Name'``); None for any other error."""
+    for pattern in UNKNOWN:
+        found = pattern.search(message)
+        if found is None:
+            continue
+        namespace, name = found.group("namespace"), found.group("name")
+        package = EXTENSION_PACKAGES.get(namespace)
+        where = (
+            f"`pip install {package}` (mlcalc loads metatomic's libraries itself; for the others, import the "
+            "package before loading)"
+            if package
+            else f"install the package that provides the '{namespace}' operators and import it (or "
+            "torch.ops.load_library its shared library) before loading"
+        )
+        return (
+            f"it calls '{namespace}::{name}', which no library loaded in this process registers with torch: the "
+            f"file needs the C++ extension that defines the '{namespace}' namespace; {where}"
+        )
+    return None
+
+
 def load(f: Union[str, IO[bytes]], map_location: Union[str, torch.device, None] = None) -> torch.jit.ScriptModule:
-    """``torch.jit.load(f, map_location=map_location)``."""
+    """``torch.jit.load(f, map_location=map_location)``.
+
+    Raises:
+        ExtensionError: the file calls operators or classes of an extension library not loaded here.
+    """
     with quiet_deprecation():
-        return torch.jit.load(f, map_location=map_location)
+        try:
+            return torch.jit.load(f, map_location=map_location)
+        except RuntimeError as exc:
+            advice = missing_extension(str(exc))
+            if advice is None:
+                raise
+            name = f if isinstance(f, str) else "this TorchScript file"
+            raise ExtensionError(f"{name} cannot be loaded: {advice}") from exc

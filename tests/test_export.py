@@ -210,6 +210,64 @@ def test_torchscript_without_metadata(tmp_path):
         mlcalc.load(path)
 
 
+EXTENSION_EXPORT = """
+import sys
+from typing import Dict
+
+import torch
+from torch import Tensor
+
+import mlcalc
+
+library = torch.library.Library("mlcalc_test_extension", "DEF")
+library.define("halve(Tensor x) -> Tensor")
+library.impl("halve", lambda x: 0.5 * x, "CompositeExplicitAutograd")
+
+
+class Halved(torch.nn.Module):
+    def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        r2 = (inputs["edge_vectors"] ** 2).sum(1)
+        pair = torch.ops.mlcalc_test_extension.halve(r2)
+        return {"energies": torch.zeros_like(inputs["positions"][:, 0]).index_add(0, inputs["edge_index"][0], pair)}
+
+
+mlcalc.export(Halved(), sys.argv[1], cutoff=3.0, species=[1, 8], length_unit="angstrom", energy_unit="eV")
+"""
+
+
+def test_file_needing_an_extension_that_is_not_loaded(tmp_path):
+    """A sound file whose model calls an operator of a C++ extension (here one registered in the exporting
+    process only) is refused with the operator and what to load, not called damaged; once the operator is
+    registered, the same file loads and runs."""
+    import subprocess
+    import sys
+
+    path, script = tmp_path / "extension.pt", tmp_path / "export_extension.py"  # TorchScript reads the source
+    script.write_text(EXTENSION_EXPORT)
+    subprocess.run([sys.executable, str(script), str(path)], check=True, capture_output=True)
+    with pytest.raises(
+        mlcalc.ExtensionError,
+        match=r"extension\.pt cannot be loaded: it calls "
+        r"'mlcalc_test_extension::halve'.*import it .* before loading",
+    ) as refused:
+        mlcalc.load(path)
+    assert "damaged" not in str(refused.value)
+    library = torch.library.Library("mlcalc_test_extension", "DEF")
+    library.define("halve(Tensor x) -> Tensor")
+    library.impl("halve", lambda x: 0.5 * x, "CompositeExplicitAutograd")
+    water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+    water.calc = mlcalc.MLCalculator(mlcalc.load(path))
+    r2 = [0.96**2, 0.24**2 + 0.93**2, 1.2**2 + 0.93**2]
+    assert water.get_potential_energy() == pytest.approx(sum(r2), rel=1e-12)  # each pair twice, halved
+
+
+def test_known_extensions_name_their_package():
+    message = "Unknown type name '__torch__.torch.classes.metatomic.System':\n  File ..."
+    advice = mlcalc.torchscript.missing_extension(message)
+    assert "'metatomic::System'" in advice and "pip install metatomic-torch" in advice
+    assert mlcalc.torchscript.missing_extension("PytorchStreamReader failed reading zip archive") is None
+
+
 def test_torchscript_with_metadata_but_another_interface(tmp_path, lj_path):
     path = tmp_path / "x.pt"
     metadata = mlcalc.read_metadata(lj_path)

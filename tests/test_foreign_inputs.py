@@ -106,6 +106,47 @@ def test_unknown_kinds_and_other_files_are_refused_with_what_is_supported(tmp_pa
         mlcalc.foreign.import_torchscript(deployment(tmp_path), tmp_path / "out.pt", dtype="float64")
 
 
+EXTENSION_DEPLOYMENT = """
+import json
+import sys
+from typing import Dict
+
+import torch
+from torch import Tensor
+
+library = torch.library.Library("mlcalc_test_foreign", "DEF")
+library.define("scale(Tensor x) -> Tensor")
+library.impl("scale", lambda x: 2.0 * x, "CompositeExplicitAutograd")
+
+
+class Accelerated(torch.nn.Module):
+    def forward(self, data: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        energies = torch.ops.mlcalc_test_foreign.scale((data["edge_vec"] ** 2).sum(1))
+        return {"atomic_energy": energies.unsqueeze(1), "inferred_total_energy": energies.sum()}
+
+
+extra = json.loads(sys.argv[2])
+torch.jit.save(torch.jit.script(Accelerated()), sys.argv[1], _extra_files=extra)
+"""
+
+
+def test_a_deployment_needing_an_extension_names_it(tmp_path):
+    """A deployment whose model calls a C++ extension's operator (registered only where it was written)
+    is refused at import with the operator and what to load, and nothing is written."""
+    import json
+    import subprocess
+    import sys
+
+    source, script = tmp_path / "accelerated.pt", tmp_path / "deploy.py"  # TorchScript reads the source
+    script.write_text(EXTENSION_DEPLOYMENT)
+    subprocess.run([sys.executable, str(script), str(source), json.dumps(SEVENNET)], check=True, capture_output=True)
+    with pytest.raises(
+        mlcalc.ExtensionError, match=r"accelerated\.pt cannot be loaded: it calls 'mlcalc_test_foreign::scale'"
+    ):
+        mlcalc.foreign.import_torchscript(source, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+
+
 def test_command_line_import(tmp_path, capsys):
     source = deployment(tmp_path)
     assert main(["export", "--from", "torchscript", str(source), str(tmp_path / "a.pt")]) == 0
