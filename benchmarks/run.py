@@ -3,6 +3,11 @@
     python benchmarks/run.py              # full run (~4 minutes on 2 CPU cores)
     python benchmarks/run.py --threads 1  # torch and vesin on one thread each
     python benchmarks/run.py --quick      # small sizes only, to check the script
+    python benchmarks/run.py --threads 1 --malloc default   # glibc's own malloc settings
+
+By default the process keeps freed memory for reuse (:func:`mlcalc.keep_freed_memory`), as the ``mlcalc``
+command line and its workers do: without it every graph build of a large box faults in its output memory
+afresh, while vesin's ``NeighborList`` object reuses its own buffers from call to call.
 
 Neighbour lists (water-like box, cutoff 5 Å, full list with shifts) for mlcalc's TorchScript
 builder, vesin, matscipy and ASE; the brute-force/cell-list crossover; peak memory of a graph build;
@@ -25,6 +30,7 @@ from neighbors import crossover, time_sizes
 from overheads import all_overheads
 from plot import plot_neighbors
 
+import mlcalc
 from mlcalc.graph import CELL_LIST_MIN_ATOMS
 
 FULL_SIZES = [300, 1000, 3000, 10000, 24000, 50000, 100000]
@@ -42,16 +48,29 @@ def main() -> None:
         default=torch.get_num_threads(),
         help="threads for torch and vesin (default: torch's default)",
     )
+    parser.add_argument(
+        "--malloc",
+        choices=("kept", "default"),
+        default="kept",
+        help="kept: mlcalc.keep_freed_memory() first, as the mlcalc command line (default); default: glibc's settings",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    kept = mlcalc.keep_freed_memory() if args.malloc == "kept" else False
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "") + f" --threads {args.threads}"
+    command = (
+        "python benchmarks/run.py"
+        + (" --quick" if args.quick else "")
+        + f" --threads {args.threads}"
+        + (" --malloc default" if args.malloc == "default" else "")
+    )
     report: dict = {
         "command": command,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": environment(),
         "cell_list_min_atoms": CELL_LIST_MIN_ATOMS,
+        "freed_memory_kept": kept,
     }
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     report["neighbors"] = {
@@ -65,12 +84,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         report["overheads"] = all_overheads(Path(directory))
     report["environment_at_end"] = {"load_average": environment()["load_average"]}
-    name = ("benchmarks-quick" if args.quick else "benchmarks") + f"-{args.threads}-threads"
+    name = (
+        ("benchmarks-quick" if args.quick else "benchmarks")
+        + f"-{args.threads}-threads"
+        + ("-default-malloc" if args.malloc == "default" else "")
+    )
     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_neighbors(
         report["neighbors"]["rows"],
         args.out / f"{name.replace('benchmarks', 'neighbors')}.png",
-        f"{report['environment']['cpu_model']}, torch and vesin threads: {args.threads}",
+        f"{report['environment']['cpu_model']}, torch and vesin threads: {args.threads}, freed memory "
+        + ("kept" if kept else "returned (glibc's defaults)"),
     )
     print(f"wrote {args.out / (name + '.json')}")
 
