@@ -23,7 +23,7 @@ import numpy as np
 import openmm
 import pytest
 from ase import Atoms
-from ase.build import bulk, fcc111, molecule
+from foreign_structures import structures
 from openmm import unit
 from openmm_implementations import IMPLEMENTATIONS
 from test_openmm import topology_of
@@ -80,28 +80,6 @@ def save(path: Path, **options) -> Path:
 
 def reference(path: Path):
     return metatomic_ase.MetatomicCalculator(str(path), device="cpu")
-
-
-def structures() -> dict[str, Atoms]:
-    rng = np.random.default_rng(0)
-    alloy = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
-    alloy.symbols = rng.choice(["H", "C", "O", "Al", "Cu"], len(alloy))
-    alloy.rattle(0.1, seed=1)
-    # three atoms, every cell vector (~3 Å) shorter than twice the 4 Å cutoff, skewed
-    small = Atoms("COCu", scaled_positions=rng.random((3, 3)), cell=3.0 * (np.eye(3) + rng.normal(0, 0.1, (3, 3))))
-    small.pbc = True
-    slab = fcc111("Al", size=(2, 2, 3), vacuum=7.5)  # periodic in x and y, vacuum along z
-    slab.symbols[[0, 5]] = "Cu"
-    slab.append("H")
-    slab.positions[-1] = slab.positions[-2] + [0.0, 0.0, 1.5]
-    slab.rattle(0.03, seed=4)
-    methanol = molecule("CH3OH")
-    methanol.rattle(0.05, seed=5)
-    boxed = methanol.copy()
-    boxed.center(vacuum=6.0)
-    boxed.pbc = True
-    free = methanol.copy()
-    return {"bulk alloy": alloy, "small triclinic": small, "slab": slab, "molecule in box": boxed, "molecule": free}
 
 
 def evaluate(atoms: Atoms, calc, energies: bool = True) -> dict[str, np.ndarray]:

@@ -19,8 +19,8 @@ import openmm
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk, fcc111, molecule
 from family_checks import run_without
+from foreign_structures import structures
 from make_nequip import compiled
 from openmm import unit
 from openmm_implementations import IMPLEMENTATIONS
@@ -86,28 +86,6 @@ def reference(path: Path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return nequip_ase.NequIPCalculator.from_compiled_model(str(path), chemical_species_to_atom_type_map=True)
-
-
-def structures() -> dict[str, Atoms]:
-    rng = np.random.default_rng(0)
-    alloy = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
-    alloy.symbols = rng.choice(["H", "C", "O", "Al", "Cu"], len(alloy))
-    alloy.rattle(0.1, seed=1)
-    # three atoms, every cell vector (~3 Å) shorter than twice the 4 Å cutoff, skewed
-    small = Atoms("COCu", scaled_positions=rng.random((3, 3)), cell=3.0 * (np.eye(3) + rng.normal(0, 0.1, (3, 3))))
-    small.pbc = True
-    slab = fcc111("Al", size=(2, 2, 3), vacuum=7.5)  # periodic in x and y, vacuum along z
-    slab.symbols[[0, 5]] = "Cu"
-    slab.append("H")
-    slab.positions[-1] = slab.positions[-2] + [0.0, 0.0, 1.5]
-    slab.rattle(0.03, seed=4)
-    methanol = molecule("CH3OH")
-    methanol.rattle(0.05, seed=5)
-    boxed = methanol.copy()
-    boxed.center(vacuum=6.0)
-    boxed.pbc = True
-    free = methanol.copy()
-    return {"bulk alloy": alloy, "small triclinic": small, "slab": slab, "molecule in box": boxed, "molecule": free}
 
 
 def evaluate(atoms: Atoms, calc) -> dict[str, np.ndarray]:
