@@ -1,7 +1,12 @@
 """Each model family's own ASE calculator against mlcalc's ``MLCalculator`` on the adapter's export (issue 22).
 
-    python benchmarks/families.py            # ~8 minutes on 2 CPU cores; results/families.json
-    python benchmarks/families.py --quick    # small models, float64, 2 calls each: checks the script (~1 min)
+    python benchmarks/families.py                   # ~8 minutes on 2 CPU cores; results/families.json
+    python benchmarks/families.py --malloc default  # glibc's malloc settings; results/families-default-malloc.json
+    python benchmarks/families.py --quick           # small models, float64, 2 calls each: checks the script (~1 min)
+
+By default the process keeps freed memory for reuse (:func:`mlcalc.keep_freed_memory`, as the ``mlcalc``
+command line does), for both calculators alike: with glibc's settings a 600-atom box's tensors are paged
+in again at every call, and the two calculators' times scatter by ±20 % from call to call.
 
 For TorchANI (ANI-2x architecture, 8 networks), hippynn (HIP-NN, 64 features), SchNetPack (PaiNN, 128
 features x 3 interactions) and MACE (ScaleShiftMACE, 2 interactions, 64x0e, max_ell 3, correlation 3),
@@ -446,8 +451,8 @@ def cases(quick: bool) -> dict[str, Callable[[], Atoms]]:
 
 
 def repeats(quick: bool, atoms: Atoms) -> tuple[int, int]:
-    """Timed and warm-up calls per comparison. TorchScript (mlcalc) and torch.compile (hippynn) optimise
-    during the first calls; a large structure's minimum discounts a slow first timed call anyway."""
+    """Timed and warm-up calls per comparison. torch.compile (hippynn) optimises during the first calls; a
+    large structure's minimum discounts a slow first timed call anyway."""
     if quick:
         return 2, 2
     return (20, 3) if len(atoms) < 100 else (10, 1)
@@ -516,8 +521,17 @@ def main() -> None:
         "--families", default=",".join(FAMILIES), help="comma-separated subset of " + ",".join(FAMILIES)
     )
     parser.add_argument("--no-openmm", action="store_true", help="the ASE comparisons only")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "families.json")
+    parser.add_argument(
+        "--malloc",
+        choices=("kept", "default"),
+        default="kept",
+        help="kept: mlcalc.keep_freed_memory() first, for both calculators (default); default: glibc's settings",
+    )
+    parser.add_argument("--out", type=Path, help="JSON file (default: results/families[-default-malloc].json)")
     args = parser.parse_args()
+    kept = mlcalc.keep_freed_memory() if args.malloc == "kept" else False
+    name = "families.json" if args.malloc == "kept" else "families-default-malloc.json"
+    args.out = args.out or Path(__file__).parent / "results" / name
     families = [f for f in args.families.split(",") if f]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
@@ -540,6 +554,7 @@ def main() -> None:
             "mlcalc": mlcalc.__version__,
         },
         "quick": args.quick,
+        "freed_memory_kept": kept,
         "displacement_a": DISPLACEMENT,
         "tolerances": TOLERANCES,
         "seconds": time.perf_counter() - start,

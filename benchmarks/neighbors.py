@@ -14,7 +14,7 @@ import torch
 import vesin
 from ase import Atoms
 from ase.neighborlist import neighbor_list as ase_neighbor_list
-from common import best_time, water_box
+from common import best_time, paired_times, water_box
 from matscipy.neighbours import neighbour_list as matscipy_neighbour_list
 
 from mlcalc.graph import MAX_IMAGES, PAIR_CHUNK, build_graph
@@ -66,6 +66,8 @@ IMPLEMENTATIONS: dict[str, Callable[[Atoms, int], Callable[[], int]]] = {
     "matscipy": _matscipy,
     "ase": _ase,
 }
+#: Timed interleaved at every size: the fast implementations, vesin (the reference of the ratios) among them.
+INTERLEAVED = ("mlcalc_cell_list", "mlcalc_cell_list_float32", "vesin", "matscipy")
 
 
 def _predicted(name: str, history: dict, n: int) -> Optional[float]:
@@ -77,22 +79,32 @@ def _predicted(name: str, history: dict, n: int) -> Optional[float]:
 
 
 def time_sizes(sizes: list[int], threads: int) -> list[dict]:
-    """One row per (size, implementation): time (s), pairs found, and ratio to vesin."""
+    """One row per (size, implementation): time (s), pairs found, and ratio to vesin.
+
+    The implementations of :data:`INTERLEAVED` run in turn (a, b, c, a, b, c, ...) up to 30 times, so that
+    their ratios share the machine's state; a millisecond build timed 5 times alone was off by up to 2x.
+    """
     rows: list[dict] = []
     history: dict[str, list[tuple[int, float]]] = {}
     for n in sizes:
         atoms = water_box(n)
+        runs: dict[str, Callable[[], int]] = {}
         measured: dict[str, dict] = {}
         for name, make in IMPLEMENTATIONS.items():
             predicted = _predicted(name, history, len(atoms))
             if name in SLOW_LIMIT_S and predicted is not None and predicted > SLOW_LIMIT_S[name]:
                 continue
             run = make(atoms, threads)
-            slow = predicted is not None and predicted > 2.0
             pairs = run()
-            timing = best_time(run, repeats=1 if slow else 5, warmup=0 if slow else 2)
-            timing["pairs"] = pairs
-            measured[name] = timing
+            if name in INTERLEAVED:
+                runs[name] = run
+            else:
+                slow = predicted is not None and predicted > 2.0
+                measured[name] = best_time(run, repeats=1 if slow else 5, warmup=0 if slow else 2)
+            measured.setdefault(name, {})["pairs"] = pairs
+        for name, timing in paired_times(runs, repeats=30, budget_s=3.0, warmup=2).items():
+            measured[name].update(timing)
+        for name, timing in measured.items():
             history.setdefault(name, []).append((len(atoms), timing["min_s"]))
         reference = measured["vesin"]["min_s"]
         for name, timing in measured.items():

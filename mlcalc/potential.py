@@ -414,13 +414,15 @@ class Potential:
         )
         try:
             with torch.enable_grad():
-                if force_uncertainty:
-                    out = self.module.compute_committee(*inputs, forces, want_virial)
-                elif verlet is None:
-                    out = self.module.compute(*inputs, forces, want_virial)
-                else:
+                if verlet is not None and not force_uncertainty:  # the graph builder keeps its optimised plan
                     edges, shifts = verlet.candidates(inputs[1], inputs[2], inputs[3])
-                    out = self.module.compute_from_neighbors(*inputs, edges, shifts, forces, want_virial)
+                with torchscript.unoptimized():
+                    if force_uncertainty:
+                        out = self.module.compute_committee(*inputs, forces, want_virial)
+                    elif verlet is None:
+                        out = self.module.compute(*inputs, forces, want_virial)
+                    else:
+                        out = self.module.compute_from_neighbors(*inputs, edges, shifts, forces, want_virial)
         except (torch.jit.Error, RuntimeError) as exc:
             # The module checks its input too, with terser messages (TorchScript has no element names);
             # the checks are repeated here only after a failure, so that they cost nothing per call.

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from mlcalc import torchscript
 from mlcalc.potential import Potential
 from mlcalc.units import EV_TO_KCAL_MOL
 
@@ -39,7 +40,7 @@ def _outputs(potential: Potential, atoms: Atoms) -> dict:
     def tensor(x, dtype=potential.dtype):
         return torch.as_tensor(np.asarray(x), dtype=dtype, device=potential.device)
 
-    with torch.no_grad():
+    with torch.no_grad(), torchscript.unoptimized():
         out = potential.module.forward(
             tensor(atoms.numbers, torch.long),
             tensor(atoms.positions / scale),

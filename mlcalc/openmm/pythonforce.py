@@ -77,7 +77,8 @@ class PotentialComputation:
             cell = torch.as_tensor(np.asarray(box), device=scale.device).to(scale.dtype) * scale
         else:
             cell = torch.zeros((3, 3), dtype=scale.dtype, device=scale.device)
-        out = self.module.compute(self.atomic_numbers, x, cell, self.pbc, None, True, False)
+        with torchscript.unoptimized():
+            out = self.module.compute(self.atomic_numbers, x, cell, self.pbc, None, True, False)
         energy = float(out["energy"].sum()) * self.energy_scale
         # -dE/dx_nm = -(dE/dx_model) * (model lengths per nm), in kJ/mol.
         forces = out["forces"].to(torch.float64).cpu().numpy() * (self.energy_scale * float(scale))
