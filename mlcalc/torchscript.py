@@ -56,7 +56,7 @@ def unoptimized() -> ContextManager[None]:
     TorchScript's profiling executor instruments each method's first calls, then builds an optimised plan
     with symbolic derivatives. For a model differentiated for its forces that plan is no faster in
     steady state (MACE: 3-5 % slower, its backward allocates and copies more) and its first calls cost
-    5-40x a later one. The plain plan runs the same operators under eager autograd. A method's plan is
+    5-50x a later one. The plain plan runs the same operators under eager autograd. A method's plan is
     chosen at its first call: a method first called without this block keeps the optimised one.
     """
     return torch.jit.optimized_execution(False)

@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from mlcalc.models.hipnn import HIPNN
 from mlcalc.models.last_layer import LastLayerCommittee
-from training.common import RUNS, atomic_write_json, atomic_write_npz
+from training.common import RUNS, atomic_write_json, atomic_write_npz, checkpoint_state, trained_model
 from training.dataset import Graph, collate, load_graphs, split
 from training.train import ENERGY_WEIGHT, within_force_limit
 
@@ -50,13 +50,8 @@ RIDGE = 1.0  # λ on unit-variance columns: negligible against Φᵀ Φ (diagona
 def load_model(checkpoint: Path) -> Tuple[HIPNN, float]:
     """The checkpoint's best model in float64 with its absolute energies per species (eV), as exported, and
     the energy weight it was trained with."""
-    state = torch.load(checkpoint, weights_only=False)
-    model = HIPNN(**state["hyperparameters"])
-    model.load_state_dict(state["best_model"])
-    model = model.double().eval()
-    with torch.no_grad():
-        model.self_energies.add_(state["self_energy_reference"].double())
-    return model, float(state.get("energy_weight", ENERGY_WEIGHT))
+    state = checkpoint_state(checkpoint)
+    return trained_model(state), float(state.get("energy_weight", ENERGY_WEIGHT))
 
 
 def _inputs(batch: Dict[str, torch.Tensor], positions: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
+import torch
 
 from mlcalc.files import write_atomic, write_text_atomic
+from mlcalc.models.hipnn import HIPNN
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
@@ -25,6 +27,22 @@ FAMILIES = ("butane", "azobenzene", "alanine_dipeptide", "water_cluster", "water
 #: Families held out entirely for testing (periodic GFN2-xTB is too slow to label many).
 TEST_ONLY = ("water_box",)
 KCAL_PER_EV = 23.060547830619026  # ase.units.mol / ase.units.kcal
+
+
+def checkpoint_state(path: Path) -> Dict[str, Any]:
+    """A training checkpoint written by ``python -m training train`` (a pickle of tensors and settings)."""
+    return torch.load(path, weights_only=False)
+
+
+def trained_model(state: Dict[str, Any]) -> HIPNN:
+    """The best model of a checkpoint's ``state`` in float64 and evaluation mode, with absolute energies
+    (eV): training fitted energies relative to a least-squares energy per species, added back here."""
+    model = HIPNN(**state["hyperparameters"])
+    model.load_state_dict(state["best_model"])
+    model = model.double().eval()
+    with torch.no_grad():
+        model.self_energies.add_(state["self_energy_reference"].double())
+    return model
 
 
 def xtb_calculator():

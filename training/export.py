@@ -15,10 +15,9 @@ import numpy as np
 import torch
 
 import mlcalc
-from mlcalc.models.hipnn import HIPNN
 from mlcalc.models.last_layer import LastLayerCommittee
 from training.committee import OFFSETS
-from training.common import BUNDLED, CHECKPOINT, LABELLED
+from training.common import BUNDLED, CHECKPOINT, LABELLED, checkpoint_state, trained_model
 
 
 def main() -> None:
@@ -27,13 +26,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=BUNDLED, help="the potential file to write")
     parser.add_argument("--committee", type=Path, help="committee offsets (training/committee.py) to add")
     args = parser.parse_args()
-    state = torch.load(args.checkpoint, weights_only=False)
-    model = HIPNN(**state["hyperparameters"])
-    model.load_state_dict(state["best_model"])
-    model = model.double()
-    with torch.no_grad():  # training fitted energies relative to a least-squares energy per species
-        model.self_energies.add_(state["self_energy_reference"].double())
-    exported: torch.nn.Module = model.eval()
+    state = checkpoint_state(args.checkpoint)
+    model = trained_model(state)
+    exported: torch.nn.Module = model
     committee_note, committee_report = "", {}
     if args.committee:
         offsets = np.load(args.committee)

@@ -34,14 +34,20 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
-import torch
 from ase import Atoms
 
 import mlcalc
-from mlcalc.models.hipnn import HIPNN
 from mlcalc.uncertainty.select import ENERGY_UNCERTAINTY, select
 from training import dataset
-from training.common import DATA, KCAL_PER_EV, SEED, atomic_write_json, atomic_write_npz
+from training.common import (
+    DATA,
+    KCAL_PER_EV,
+    SEED,
+    atomic_write_json,
+    atomic_write_npz,
+    checkpoint_state,
+    trained_model,
+)
 from training.explore import candidate_md, label
 from training.label import structures
 from training.sample import butane, geometry, pack, water_cluster
@@ -65,18 +71,6 @@ RUNS: Tuple[Tuple[str, str, float, float], ...] = (
     ("water_cluster", "water6", 450.0, 1.0),
     ("water_cluster", "water8", 450.0, 1.0),
 )
-
-
-def model_of(checkpoint: Path) -> HIPNN:
-    """The best model of a training checkpoint in float64, energies in eV (self energies added back, as
-    ``python -m training export`` does)."""
-    state = torch.load(checkpoint, weights_only=False)
-    model = HIPNN(**state["hyperparameters"])
-    model.load_state_dict(state["best_model"])
-    model = model.double()
-    with torch.no_grad():
-        model.self_energies.add_(state["self_energy_reference"].double())
-    return model.eval()
 
 
 def start_of(name: str, rng: np.random.Generator) -> Atoms:
@@ -265,7 +259,7 @@ def run_report(args: argparse.Namespace) -> None:
         models = [(name, source, source) for name, source in named(args.potential)]
         for name, checkpoint in named(args.checkpoint):
             models.append((name, checkpoint, str(Path(folder) / f"{name}.pt")))
-            mlcalc.export(model_of(Path(checkpoint)), models[-1][2], dtype="float64")
+            mlcalc.export(trained_model(checkpoint_state(Path(checkpoint))), models[-1][2], dtype="float64")
         for name, source, path in models:
             potential = mlcalc.load(path, device="cpu")
             entry = {key: errors(potential, data, range(len(data["n_atoms"]))) for key, data in sets.items()}
@@ -299,7 +293,9 @@ def main() -> None:
     own, train_argv = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     args = parser.parse_args(own)
     if args.action == "committee":
-        metadata = mlcalc.export([model_of(p) for p in args.checkpoints], args.output, dtype="float64")
+        metadata = mlcalc.export(
+            [trained_model(checkpoint_state(p)) for p in args.checkpoints], args.output, dtype="float64"
+        )
         print(f"wrote {args.output}: {metadata.name}")
     elif args.action == "select":
         run_select(args)
