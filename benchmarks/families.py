@@ -1,6 +1,6 @@
 """Each model family's own ASE calculator against mlcalc's ``MLCalculator`` on the adapter's export (issue 22).
 
-    python benchmarks/families.py                   # ~8 minutes on 2 CPU cores; results/families.json
+    python benchmarks/families.py                   # ~3 minutes on 2 CPU cores; results/families.json
     python benchmarks/families.py --malloc default  # glibc's malloc settings; results/families-default-malloc.json
     python benchmarks/families.py --quick           # small models, float64, 2 calls each: checks the script (~1 min)
 

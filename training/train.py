@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mlcalc.models.hipnn import HCNO, HIPNN
-from training.common import CHECKPOINT, KCAL_PER_EV, SEED
+from training.common import CHECKPOINT, KCAL_PER_EV, SEED, checkpoint_state
 from training.dataset import collate, load_graphs, predict, self_energy_fit, split, to_float32
 
 #: Shifted softplus and residual on-site layers since runs/v7 (runs/v2-v6: softplus, no residual): from
@@ -134,7 +134,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     epoch, best, spent, budget = 0, float("inf"), 0.0, 60.0 * (args.minutes or 40.0)
     if args.checkpoint.exists():
-        state = torch.load(args.checkpoint, weights_only=False)
+        state = checkpoint_state(args.checkpoint)
         if state["hyperparameters"] != HYPERPARAMETERS or "best_score" not in state:
             raise SystemExit(f"{args.checkpoint} holds another architecture or schedule: pass a new --checkpoint")
         if state["split"] != parts:
@@ -152,7 +152,7 @@ def main() -> None:
         print(f"resumed at epoch {epoch} ({spent:.0f} of {budget:.0f} s), best validation score {best:.3f}", flush=True)
     else:
         if args.init is not None:
-            start = torch.load(args.init, weights_only=False)
+            start = checkpoint_state(args.init)
             if start["hyperparameters"] != HYPERPARAMETERS:
                 raise SystemExit(f"{args.init} holds another architecture: it cannot start this run")
             model.load_state_dict(start["best_model"])
