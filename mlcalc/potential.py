@@ -293,6 +293,23 @@ class Potential:
         except ValueError as exc:
             raise InvalidStructureError(str(exc)) from None
 
+    def model_outputs(self, atoms: Atoms) -> dict[str, torch.Tensor]:
+        """The file's ``forward`` outputs for one structure, in the model's units, detached: what the
+        contract returns beyond energy and forces (uncertainties, committee energies, HIP-NN terms)."""
+        scale = self.length_unit_in_angstrom
+
+        def tensor(x, dtype: torch.dtype = self.dtype) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+        with torch.no_grad(), torchscript.unoptimized():
+            out = self.module.forward(
+                tensor(atoms.numbers, torch.long),
+                tensor(atoms.positions / scale),
+                tensor(atoms.cell.array / scale),
+                tensor(atoms.pbc, torch.bool),
+            )
+        return {key: value.detach() for key, value in out.items()}
+
     def verlet_list(self, skin: float) -> VerletList:
         """A Verlet list for one structure with a skin of ``skin`` Å, for :meth:`evaluate`'s ``verlet``."""
         scale = self.length_unit_in_angstrom

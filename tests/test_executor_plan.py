@@ -15,6 +15,7 @@ from ase.build import molecule
 from openmm import unit
 
 import mlcalc
+from mlcalc.models.hipnn import structure_non_hierarchicality
 from mlcalc.openmm import create_force
 
 #: Nodes only the profiling executor's plans hold.
@@ -67,6 +68,15 @@ def test_calculator_runs_the_plain_plan(skin):
             assert torch._C._get_graph_executor_optimize()  # the thread's setting is back
     calc.calculate_batch([molecule("CH3CH2OH"), water])
     assert last_plan_nodes() == []
+
+
+def test_model_outputs_run_the_plain_plan():
+    """The raw outputs behind reliability reports and HIP-NN's non-hierarchicality."""
+    potential = mlcalc.load("demo", device="cpu")
+    for _ in range(3):
+        assert 0.0 < structure_non_hierarchicality(potential, molecule("CH3CH2OH")) < 1.0
+        assert last_plan_nodes() == []
+    assert torch._C._get_graph_executor_optimize()
 
 
 def test_openmm_pythonforce_runs_the_plain_plan():

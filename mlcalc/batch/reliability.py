@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from mlcalc import torchscript
 from mlcalc.potential import Potential
 from mlcalc.units import EV_TO_KCAL_MOL
 
@@ -31,23 +30,6 @@ UNCERTAINTY_OUTPUTS = ("energy_uncertainty", "energy_std")
 #: A committee's per-structure member energies [B, M] (mlcalc.contract's committee outputs): where given,
 #: the barrier's uncertainty is the standard deviation of the members' barriers instead.
 COMMITTEE_OUTPUT = "energy_committee"
-
-
-def _outputs(potential: Potential, atoms: Atoms) -> dict:
-    """The model's ``forward`` outputs for one structure (model units), detached."""
-    scale = potential.length_unit_in_angstrom
-
-    def tensor(x, dtype=potential.dtype):
-        return torch.as_tensor(np.asarray(x), dtype=dtype, device=potential.device)
-
-    with torch.no_grad(), torchscript.unoptimized():
-        out = potential.module.forward(
-            tensor(atoms.numbers, torch.long),
-            tensor(atoms.positions / scale),
-            tensor(atoms.cell.array / scale),
-            tensor(atoms.pbc, torch.bool),
-        )
-    return {key: value.detach() for key, value in out.items()}
 
 
 def reliability(potential: Potential, images: Sequence[Atoms], reference: Optional[int]) -> dict:
@@ -60,7 +42,7 @@ def reliability(potential: Potential, images: Sequence[Atoms], reference: Option
     members: list[np.ndarray] = []  # a committee's member energies per image (eV)
     ratios: list[float] = []
     for atoms in images:
-        out = _outputs(potential, atoms)
+        out = potential.model_outputs(atoms)
         if COMMITTEE_OUTPUT in out:
             members.append(out[COMMITTEE_OUTPUT].reshape(-1).cpu().numpy() * potential.energy_unit_in_ev)
         key = next((k for k in UNCERTAINTY_OUTPUTS if k in out and out[k].numel() == 1), None)

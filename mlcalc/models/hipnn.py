@@ -235,17 +235,9 @@ def structure_non_hierarchicality(potential, atoms) -> float:
 
     Raises ValueError when the potential has no ``hierarchical_energies`` output (not a HIP-NN file).
     """
-    module = potential.module
-    as_tensor = lambda x, dtype=potential.dtype: torch.as_tensor(x, dtype=dtype, device=potential.device)  # noqa: E731
-    scale = potential.length_unit_in_angstrom
-    out = module.forward(
-        as_tensor(atoms.numbers, torch.long),
-        as_tensor(atoms.positions / scale),
-        as_tensor(atoms.cell.array / scale),
-        as_tensor(atoms.pbc, torch.bool),
-    )
+    out = potential.model_outputs(atoms)
     if "hierarchical_energies" not in out:
         raise ValueError(f"potential {potential.name!r} returns no 'hierarchical_energies': it is not a HIP-NN file")
-    terms = out["hierarchical_energies"].detach()
+    terms = out["hierarchical_energies"]
     batch = torch.zeros(terms.shape[0], dtype=torch.long, device=terms.device)
     return float(non_hierarchicality(terms, batch, 1)[0])
