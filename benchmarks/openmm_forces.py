@@ -127,7 +127,7 @@ def energy_check(potential: mlcalc.Potential, atoms: Atoms, contexts: dict[str, 
     moved = atoms.copy()
     moved.positions = next(iter(states.values())).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     moved.positions *= ANGSTROM_PER_NM
-    module_energy = float(_bare_compute(potential, moved, False)()["energy"].sum())
+    module_energy = float(_bare_compute(potential, moved, False, plain=True)()["energy"].sum())
     energies["bare module"] = module_energy * potential.energy_unit_in_ev / EV_PER_KJ_PER_MOL
     reference = energies["bare module"]
     worst = max(abs(energy - reference) / abs(reference) for energy in energies.values())

@@ -23,7 +23,7 @@ measures how fast the terms decay.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence, cast
+from typing import Dict, List, NamedTuple, Sequence, cast
 
 import torch
 from torch import Tensor
@@ -78,6 +78,29 @@ def max_degree(counts: Tensor) -> int:
     return cast(int, width)  # a SymInt under torch.export
 
 
+class NeighbourSlots(NamedTuple):
+    """Each centre atom's edges laid out in slots 0..deg-1 of a row of ``width`` (the largest degree).
+
+    ``centre``, ``slot`` [E]: the row and slot of each edge; ``distances`` [N, width]: its length in its
+    slot, and ``2 R_cut`` in empty slots (a sensitivity of exactly 0 there, see :func:`cosine_squared_cutoff`)."""
+
+    centre: Tensor
+    slot: Tensor
+    distances: Tensor
+
+
+def neighbour_slots(distances: Tensor, centre: Tensor, n_atoms: int, cutoff: float) -> NeighbourSlots:
+    """:class:`NeighbourSlots` of the edges with lengths ``distances`` [E] (Å) and centre atoms ``centre`` [E]."""
+    counts = torch.bincount(centre, minlength=n_atoms)
+    order = torch.argsort(centre, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(order)
+    slot[order] = torch.arange(order.shape[0], device=order.device) - starts[centre[order]]
+    width = max_degree(counts)
+    padded = torch.full((n_atoms, width), 2.0 * cutoff, dtype=distances.dtype, device=distances.device)
+    return NeighbourSlots(centre, slot, padded.index_put((centre, slot), distances))
+
+
 class InteractionLayer(torch.nn.Module):
     """Seed 000 eqs. 4–5: f(Σ_ν V_ν · (Σ_j s_ν(r_ij) z_j) + W z_i + B), f = softplus − ``shift``."""
 
@@ -91,23 +114,20 @@ class InteractionLayer(torch.nn.Module):
         self.interaction = torch.nn.Parameter(torch.randn(n_sensitivities, n_in, n_out, dtype=torch.float64) * scale)
         self.self_interaction = torch.nn.Linear(n_in, n_out, dtype=torch.float64)
 
-    def forward(self, features: Tensor, distances: Tensor, centre: Tensor, neighbour: Tensor) -> Tensor:
-        sensitivities = self.sensitivity(distances)  # [E, S]
-        n_atoms = features.shape[0]
-        # Σ_j s_ν(r_ij) z_j as one batched matrix product per centre atom: each centre's edges are padded
-        # into slots 0..deg-1 of [N, max_deg, ·] (zeros elsewhere), so no [E, S, F_in] tensor is formed.
-        counts = torch.bincount(centre, minlength=n_atoms)
-        order = torch.argsort(centre, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
-        slot = torch.empty_like(order)
-        slot[order] = torch.arange(order.shape[0], device=order.device) - starts[centre[order]]
-        width = max_degree(counts)
-        padded_s = torch.zeros((n_atoms, width, sensitivities.shape[1]), dtype=features.dtype, device=features.device)
-        padded_z = torch.zeros((n_atoms, width, features.shape[1]), dtype=features.dtype, device=features.device)
-        padded_s = padded_s.index_put((centre, slot), sensitivities)
-        padded_z = padded_z.index_put((centre, slot), features[neighbour])
-        environment = torch.bmm(padded_s.transpose(1, 2), padded_z)  # [N, S, F_in]
-        interaction = torch.einsum("nsb,sba->na", environment, self.interaction)
+    def forward(self, features: Tensor, slots: NeighbourSlots, neighbour: Tensor) -> Tensor:
+        n_atoms, n_in = features.shape
+        n_sensitivities = self.interaction.shape[0]
+        # Σ_j s_ν(r_ij) z_j as one batched matrix product per centre atom over its slots (zeros in empty
+        # ones), so no [E, S, F_in] tensor is formed; then one matrix product with V as [S·F_in, F_out].
+        sensitivities = self.sensitivity(slots.distances)  # [N, width, S]
+        padded_z = torch.zeros(
+            (n_atoms, slots.distances.shape[1], n_in), dtype=features.dtype, device=features.device
+        ).index_put((slots.centre, slots.slot), features[neighbour])
+        environment = torch.bmm(sensitivities.transpose(1, 2), padded_z)  # [N, S, F_in]
+        interaction = torch.mm(
+            environment.reshape(n_atoms, n_sensitivities * n_in),
+            self.interaction.reshape(n_sensitivities * n_in, self.interaction.shape[2]),
+        )
         return torch.nn.functional.softplus(interaction + self.self_interaction(features)) - self.shift
 
 
@@ -149,6 +169,7 @@ class HIPNN(torch.nn.Module):
         if n_interactions < 1 or cutoff <= min_distance:
             raise ValueError("need n_interactions >= 1 and cutoff > min_distance")
         self.n_species = len(species)
+        self.cutoff = float(cutoff)
         self.self_energies = torch.nn.Parameter(torch.zeros(self.n_species, dtype=torch.float64))
         interactions: List[torch.nn.Module] = []
         onsites: List[torch.nn.Module] = []
@@ -186,13 +207,13 @@ class HIPNN(torch.nn.Module):
         """The features z_i after each interaction block (interaction layer and its on-site layers), each
         [N, n_features]: what the energy heads read."""
         species = inputs["species"]
-        centre = inputs["edge_index"][0]
         neighbour = inputs["edge_index"][1]
         distances = torch.linalg.norm(inputs["edge_vectors"], dim=-1)
+        slots = neighbour_slots(distances, inputs["edge_index"][0], species.shape[0], self.cutoff)
         features = torch.nn.functional.one_hot(species, self.n_species).to(inputs["positions"].dtype)
         blocks: List[Tensor] = []
         for interaction, onsite in zip(self.interactions, self.onsites):
-            features = interaction(features, distances, centre, neighbour)
+            features = interaction(features, slots, neighbour)
             for layer in onsite:
                 activated = torch.nn.functional.softplus(layer(features)) - self.shift
                 features = features + activated if self.residual else activated
